@@ -1,0 +1,31 @@
+#pragma once
+
+// State one listener shares across all workers: its config, the address it really bound
+// and the counters every worker updates with relaxed atomics.
+
+#include <atomic>
+#include <cstdint>
+
+#include "fulcrum/config.hpp"
+#include "fulcrum/endpoint.hpp"
+#include "pool/pool.hpp"
+
+namespace fulcrum::runtime {
+
+struct ListenerState {
+  ListenerConfig config;
+  Endpoint address;  // Bound address; a configured port 0 is resolved here.
+  pool::Pool* pool = nullptr;
+
+  std::atomic<uint32_t> active{0};  // Sessions open now, all workers.
+  std::atomic<uint64_t> accepted_total{0};
+  std::atomic<uint64_t> rejected_max_connections_total{0};
+  std::atomic<uint64_t> no_backend_total{0};
+  std::atomic<uint64_t> accept_error_total{0};
+
+  // Set while the listener refuses clients for max_connections, so that the condition is
+  // logged once when it starts and once when it ends.
+  std::atomic<bool> at_capacity{false};
+};
+
+}  // namespace fulcrum::runtime

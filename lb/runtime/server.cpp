@@ -1,0 +1,231 @@
+#include "runtime/server.hpp"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "fulcrum/log.hpp"
+
+namespace fulcrum::runtime {
+
+namespace {
+
+// Interval at which a drain checks whether every session has finished.
+constexpr uint64_t kDrainTickMs = 50;
+
+// Opens one SO_REUSEPORT listening socket. Returns the fd or throws StartupError.
+int openListenSocket(const ListenerConfig& config, const Endpoint& address) {
+  const int fd = ::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    throw StartupError(fmt::format("cannot create socket for listener {}: {}", config.name,
+                                   std::strerror(errno)));
+  }
+
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  if (address.isV6()) {
+    // [::]:port means IPv6 only, so an IPv4 listener on the same port can coexist.
+    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  }
+
+  if (::bind(fd, address.sa(), address.len()) != 0) {
+    const int error = errno;
+    ::close(fd);
+    std::string hint;
+    if (error == EADDRINUSE) {
+      hint = "; another process holds this port: stop it or change bind";
+    } else if (error == EADDRNOTAVAIL) {
+      hint = "; the address is not configured on any interface of this host";
+    } else if (error == EACCES) {
+      hint = "; ports below 1024 need root or CAP_NET_BIND_SERVICE";
+    }
+    throw StartupError(fmt::format("cannot bind listener {} to {}: {}{}", config.name,
+                                   address.toString(), std::strerror(error), hint));
+  }
+
+  if (::listen(fd, static_cast<int>(config.backlog)) != 0) {
+    const int error = errno;
+    ::close(fd);
+    throw StartupError(fmt::format("cannot listen on {} for listener {}: {}",
+                                   address.toString(), config.name, std::strerror(error)));
+  }
+  return fd;
+}
+
+}  // namespace
+
+Server::Server(Config config)
+    : config_(std::move(config)), worker_count_(effectiveWorkers(config_.global)) {
+  uv_loop_init(&loop_);
+}
+
+Server::~Server() {
+  for (auto& worker : workers_) {
+    if (!stopped_) {
+      worker->shutdown();
+    }
+  }
+  workers_.clear();
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  uv_loop_close(&loop_);
+}
+
+void Server::bindListeners(std::vector<std::vector<ListenSocket>>& per_worker) {
+  for (const PoolConfig& pool_config : config_.pools) {
+    pools_.push_back(std::make_unique<pool::Pool>(pool_config));
+  }
+
+  for (const ListenerConfig& listener_config : config_.listeners) {
+    auto state = std::make_unique<ListenerState>();
+    state->config = listener_config;
+    state->address = listener_config.bind;
+    for (auto& pool : pools_) {
+      if (pool->name() == listener_config.pool) {
+        state->pool = pool.get();
+      }
+    }
+
+    // Worker 0 binds first; a configured port 0 becomes the kernel's choice, which the
+    // other workers then share through SO_REUSEPORT.
+    for (unsigned w = 0; w < worker_count_; ++w) {
+      int fd;
+      try {
+        fd = openListenSocket(listener_config, state->address);
+      } catch (...) {
+        for (auto& sockets : per_worker) {
+          for (ListenSocket& s : sockets) {
+            ::close(s.fd);
+          }
+          sockets.clear();
+        }
+        throw;
+      }
+      if (w == 0 && state->address.port() == 0) {
+        sockaddr_storage bound{};
+        socklen_t len = sizeof(bound);
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+        state->address = Endpoint::fromSockaddr(reinterpret_cast<const sockaddr*>(&bound));
+      }
+      per_worker[w].push_back(ListenSocket{state.get(), fd});
+    }
+    listeners_.push_back(std::move(state));
+  }
+}
+
+void Server::start() {
+  std::vector<std::vector<ListenSocket>> per_worker(worker_count_);
+  bindListeners(per_worker);
+
+  for (unsigned w = 0; w < worker_count_; ++w) {
+    workers_.push_back(std::make_unique<Worker>(w, std::move(per_worker[w])));
+  }
+  for (auto& worker : workers_) {
+    worker->start();
+  }
+
+  for (const auto& state : listeners_) {
+    const pool::PoolSnapshot& pool = *state->pool->snapshot();
+    spdlog::info("listener started listener={} address={} workers={} pool={} algorithm={} "
+                 "backends={}",
+                 state->config.name, state->address.toString(), worker_count_, pool.name(),
+                 toString(pool.algorithm()), pool.backends().size());
+  }
+}
+
+int Server::run() {
+  uv_signal_init(&loop_, &sigterm_);
+  uv_signal_init(&loop_, &sigint_);
+  sigterm_.data = this;
+  sigint_.data = this;
+  uv_signal_start(&sigterm_, onSignal_cb, SIGTERM);
+  uv_signal_start(&sigint_, onSignal_cb, SIGINT);
+
+  uv_timer_init(&loop_, &drain_tick_);
+  uv_timer_init(&loop_, &drain_deadline_);
+  drain_tick_.data = this;
+  drain_deadline_.data = this;
+
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  spdlog::info("fulcrum stopped");
+  return 0;
+}
+
+void Server::onSignal_cb(uv_signal_t* handle, int signum) {
+  static_cast<Server*>(handle->data)->onSignal(signum);
+}
+
+void Server::onDrainTick_cb(uv_timer_t* handle) {
+  static_cast<Server*>(handle->data)->onDrainTick();
+}
+
+void Server::onDrainDeadline_cb(uv_timer_t* handle) {
+  auto* server = static_cast<Server*>(handle->data);
+  spdlog::warn("drain timeout reached sessions={} action=close_sessions",
+               server->activeSessions());
+  server->stopWorkers("drain_timeout");
+}
+
+void Server::onSignal(int signum) {
+  const char* name = signum == SIGTERM ? "SIGTERM" : "SIGINT";
+
+  if (draining_) {
+    spdlog::warn("second signal during drain signal={} sessions={} action=close_sessions", name,
+                 activeSessions());
+    stopWorkers("second_signal");
+    return;
+  }
+
+  draining_ = true;
+  spdlog::info("shutdown requested signal={} sessions={} drain_timeout_ms={}", name,
+               activeSessions(), config_.global.drain_timeout.count());
+  for (auto& worker : workers_) {
+    worker->stopAccepting();
+  }
+  uv_timer_start(&drain_tick_, onDrainTick_cb, kDrainTickMs, kDrainTickMs);
+  uv_timer_start(&drain_deadline_, onDrainDeadline_cb,
+                 static_cast<uint64_t>(config_.global.drain_timeout.count()), 0);
+}
+
+void Server::onDrainTick() {
+  if (activeSessions() == 0) {
+    spdlog::info("drain complete");
+    stopWorkers("drained");
+  }
+}
+
+void Server::stopWorkers(const char* why) {
+  if (stopped_) {
+    return;
+  }
+  stopped_ = true;
+  spdlog::debug("stopping workers reason={}", why);
+
+  for (auto& worker : workers_) {
+    worker->shutdown();
+  }
+  for (auto& worker : workers_) {
+    worker->join();
+  }
+
+  uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&drain_tick_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&drain_deadline_), nullptr);
+}
+
+uint32_t Server::activeSessions() const {
+  uint32_t total = 0;
+  for (const auto& worker : workers_) {
+    total += worker->activeSessions();
+  }
+  return total;
+}
+
+}  // namespace fulcrum::runtime

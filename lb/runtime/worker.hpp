@@ -1,0 +1,87 @@
+#pragma once
+
+// A data-plane worker: one thread, one libuv loop, one listening socket per listener
+// (SO_REUSEPORT, so the kernel spreads new connections across workers) and the sessions it
+// accepted. Nothing here is shared with other workers except the ListenerState counters and
+// the pool snapshots, both read without locks.
+//
+// Control-plane calls (stopAccepting, shutdown) are thread-safe: they post a command and
+// wake the loop with a uv_async_t.
+
+#include <uv.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "runtime/buffer_pool.hpp"
+#include "runtime/listener_state.hpp"
+
+namespace fulcrum::tcp {
+class Session;
+class Acceptor;
+}  // namespace fulcrum::tcp
+
+namespace fulcrum::runtime {
+
+// One listening socket handed to a worker: the shared state and the worker's own fd.
+struct ListenSocket {
+  ListenerState* state = nullptr;
+  int fd = -1;
+};
+
+class Worker {
+ public:
+  static constexpr size_t kScratchBytes = BufferPool::kBlockBytes;
+
+  Worker(unsigned id, std::vector<ListenSocket> sockets);
+  ~Worker();
+
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Starts the thread. The worker owns the fds in sockets from here on.
+  void start();
+  void join();
+
+  // Thread-safe. Closes the listening sockets; open sessions carry on.
+  void stopAccepting();
+  // Thread-safe. Closes every session (reason "shutdown") and ends the loop.
+  void shutdown();
+
+  unsigned id() const { return id_; }
+  uint32_t activeSessions() const { return active_sessions_.load(std::memory_order_relaxed); }
+
+  // For sessions and acceptors, on the worker thread only.
+  uv_loop_t* loop() { return &loop_; }
+  uint8_t* scratch() { return scratch_.get(); }
+  BufferPool& buffers() { return buffers_; }
+  void linkSession(tcp::Session* session);
+  void unlinkSession(tcp::Session* session);
+
+ private:
+  enum Command : uint32_t { kStopAccepting = 1, kShutdown = 2 };
+
+  static void onAsync_cb(uv_async_t* handle);
+  void onAsync();
+  void run();
+  void closeAcceptors();
+
+  unsigned id_;
+  uv_loop_t loop_;
+  uv_async_t async_;
+  std::thread thread_;
+  std::atomic<uint32_t> commands_{0};
+  std::atomic<uint32_t> active_sessions_{0};
+  std::vector<ListenSocket> sockets_;
+  std::vector<std::unique_ptr<tcp::Acceptor>> acceptors_;
+  std::unique_ptr<uint8_t[]> scratch_;
+  BufferPool buffers_;
+  tcp::Session* sessions_head_ = nullptr;  // Intrusive list for shutdown.
+  bool shutting_down_ = false;
+};
+
+}  // namespace fulcrum::runtime

@@ -1,0 +1,589 @@
+#include "tcp/session.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "fulcrum/flow_hash.hpp"
+#include "fulcrum/log.hpp"
+#include "runtime/worker.hpp"
+#include "tcp/proxy_header.hpp"
+
+namespace fulcrum::tcp {
+
+namespace {
+
+// Reads per direction per wakeup, so one busy connection cannot starve the loop.
+constexpr int kMaxReadsPerWakeup = 4;
+
+bool isHashing(Algorithm a) {
+  return a == Algorithm::RingHash || a == Algorithm::Maglev;
+}
+
+// send() that never raises SIGPIPE and retries EINTR. Returns bytes written (0 when the
+// socket buffer is full) or -errno.
+ssize_t sendSome(int fd, const uint8_t* data, size_t len) {
+  for (;;) {
+    const ssize_t n = ::send(fd, data, len, MSG_NOSIGNAL);
+    if (n >= 0) {
+      return n;
+    }
+    if (errno == EINTR) {
+      continue;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return 0;
+    }
+    return -errno;
+  }
+}
+
+// Makes the next close() send RST instead of FIN.
+void armReset(int fd) {
+  if (fd < 0) {
+    return;
+  }
+  const linger lg{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+std::string connectErrorName(int error, bool timed_out) {
+  if (timed_out) {
+    return "timeout";
+  }
+  switch (error) {
+    case ECONNREFUSED:
+      return "refused";
+    case ENETUNREACH:
+    case EHOSTUNREACH:
+      return "unreachable";
+    default:
+      return std::strerror(error);
+  }
+}
+
+}  // namespace
+
+const char* toString(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::Done:
+      return "done";
+    case CloseReason::ClientReset:
+      return "client_reset";
+    case CloseReason::BackendReset:
+      return "backend_reset";
+    case CloseReason::IdleTimeout:
+      return "idle_timeout";
+    case CloseReason::NoBackend:
+      return "no_backend";
+    case CloseReason::Shutdown:
+      return "shutdown";
+    case CloseReason::InternalError:
+      return "internal_error";
+  }
+  return "unknown";
+}
+
+void Session::start(runtime::Worker& worker, runtime::ListenerState& listener, int client_fd,
+                    const sockaddr_storage& peer) {
+  auto* session = new Session(worker, listener, client_fd, peer);
+  session->begin();
+}
+
+Session::Session(runtime::Worker& worker, runtime::ListenerState& listener, int client_fd,
+                 const sockaddr_storage& peer)
+    : worker_(worker), listener_(listener), peer_(peer), client_fd_(client_fd) {
+  up_.src = &client_fd_;
+  up_.dst = &backend_fd_;
+  down_.src = &backend_fd_;
+  down_.dst = &client_fd_;
+
+  uv_timer_init(worker_.loop(), &timer_);
+  timer_.data = this;
+  ++open_handles_;
+
+  // uv_poll_init only fails for a descriptor epoll refuses; accept() just returned it.
+  uv_poll_init(worker_.loop(), &client_poll_, client_fd_);
+  client_poll_.data = this;
+  ++open_handles_;
+
+  worker_.linkSession(this);
+  snapshot_ = listener_.pool->snapshot();
+}
+
+Session::~Session() = default;
+
+void Session::begin() {
+  started_ms_ = uv_now(worker_.loop());
+  last_activity_ms_ = started_ms_;
+
+  if (isHashing(snapshot_->algorithm())) {
+    sockaddr_storage local{};
+    const sockaddr* local_sa = nullptr;
+    if (snapshot_->hashKey() == HashKey::FiveTuple) {
+      socklen_t len = sizeof(local);
+      if (::getsockname(client_fd_, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
+        local_sa = reinterpret_cast<const sockaddr*>(&local);
+      }
+    }
+    flow_hash_ = hashFlow(snapshot_->hashKey(), Protocol::Tcp,
+                          reinterpret_cast<const sockaddr*>(&peer_), local_sa);
+  }
+
+  connectNext();
+}
+
+void Session::connectNext() {
+  if (closing_) {
+    return;
+  }
+
+  const bool retries_left = attempts_ <= snapshot_->retries();
+  const uint32_t index = retries_left ? snapshot_->pick(flow_hash_, tried_) : pool::kNoBackend;
+  if (index == pool::kNoBackend) {
+    listener_.no_backend_total.fetch_add(1, std::memory_order_relaxed);
+    if (listener_.pool->markUnavailable()) {
+      const char* why = attempts_ == 0 ? "no_eligible_backend"
+                        : retries_left ? "all_backends_failed"
+                                       : "retries_exhausted";
+      spdlog::warn("no backend available listener={} pool={} client={} reason={} attempts={}",
+                   listener_.config.name, snapshot_->name(),
+                   Endpoint::fromSockaddr(reinterpret_cast<const sockaddr*>(&peer_)).toString(),
+                   why, attempts_);
+    }
+    finish(CloseReason::NoBackend);
+    return;
+  }
+
+  backend_index_ = index;
+  ++attempts_;
+  const pool::Backend& backend = snapshot_->backends()[index];
+
+  const int fd = ::socket(backend.address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                          0);
+  if (fd < 0) {
+    // Out of descriptors or memory: another backend would fail the same way.
+    spdlog::error("backend socket failed listener={} backend={} reason={}",
+                  listener_.config.name, backend.key, std::strerror(errno));
+    finish(CloseReason::InternalError);
+    return;
+  }
+
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+  backend_fd_ = fd;
+  backend_ = new BackendConn{};
+  backend_->session = this;
+  uv_poll_init(worker_.loop(), &backend_->poll, fd);
+  backend_->poll.data = backend_;
+  ++open_handles_;
+  backend_events_ = 0;
+
+  int rc;
+  do {
+    rc = ::connect(fd, backend.address.sa(), backend.address.len());
+  } while (rc != 0 && errno == EINTR);
+
+  if (rc == 0) {
+    onConnected();
+    return;
+  }
+  if (errno != EINPROGRESS) {
+    onConnectFailed(errno, false);
+    return;
+  }
+
+  uv_timer_start(&timer_, onTimer_cb, listener_.config.connect_timeout.count(), 0);
+  updatePolls();
+}
+
+void Session::onConnectFailed(int error, bool timed_out) {
+  const pool::Backend& backend = snapshot_->backends()[backend_index_];
+  backend.stats->connect_fail_total.fetch_add(1, std::memory_order_relaxed);
+
+  const std::string why = connectErrorName(error, timed_out);
+  if (!backend.stats->failing.exchange(true, std::memory_order_relaxed)) {
+    spdlog::warn("backend connect failed listener={} backend={} reason={} attempt={}",
+                 listener_.config.name, backend.key, why, attempts_);
+  } else {
+    spdlog::debug("backend connect failed listener={} backend={} reason={} attempt={}",
+                  listener_.config.name, backend.key, why, attempts_);
+  }
+
+  closeBackendAttempt();
+  uv_timer_stop(&timer_);
+
+  if (tried_.empty()) {
+    tried_.resize(snapshot_->backends().size());
+  }
+  tried_[backend_index_] = 1;
+  connectNext();
+}
+
+void Session::onConnected() {
+  connected_ = true;
+  tried_ = {};
+
+  const pool::Backend& backend = snapshot_->backends()[backend_index_];
+  backend.stats->active.fetch_add(1, std::memory_order_relaxed);
+  backend.stats->sessions_total.fetch_add(1, std::memory_order_relaxed);
+  if (backend.stats->failing.load(std::memory_order_relaxed) &&
+      backend.stats->failing.exchange(false, std::memory_order_relaxed)) {
+    spdlog::info("backend connect recovered listener={} backend={}", listener_.config.name,
+                 backend.key);
+  }
+  if (listener_.pool->markAvailable()) {
+    spdlog::info("backend available again listener={} pool={} backend={}",
+                 listener_.config.name, snapshot_->name(), backend.key);
+  }
+
+  if (snapshot_->proxyProtocol() != ProxyProtocol::Off) {
+    sockaddr_storage local{};
+    socklen_t len = sizeof(local);
+    const sockaddr* local_sa = nullptr;
+    if (::getsockname(client_fd_, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
+      local_sa = reinterpret_cast<const sockaddr*>(&local);
+    }
+    // The header goes out as parked bytes: no client byte is read until it is written.
+    up_.parked = worker_.buffers().acquire();
+    up_.parked_off = 0;
+    up_.parked_len = static_cast<uint32_t>(
+        buildProxyHeader(snapshot_->proxyProtocol(), reinterpret_cast<const sockaddr*>(&peer_),
+                         local_sa, up_.parked));
+  }
+
+  last_activity_ms_ = uv_now(worker_.loop());
+  uv_timer_start(&timer_, onTimer_cb, listener_.config.idle_timeout.count(), 0);
+
+  spdlog::debug("session opened listener={} client={} backend={}", listener_.config.name,
+                Endpoint::fromSockaddr(reinterpret_cast<const sockaddr*>(&peer_)).toString(),
+                backend.key);
+  updatePolls();
+}
+
+void Session::onClientPoll_cb(uv_poll_t* handle, int status, int events) {
+  static_cast<Session*>(handle->data)->onClientPoll(status, events);
+}
+
+void Session::onBackendPoll_cb(uv_poll_t* handle, int status, int events) {
+  auto* conn = static_cast<BackendConn*>(handle->data);
+  conn->session->onBackendPoll(status, events);
+}
+
+void Session::onTimer_cb(uv_timer_t* handle) {
+  static_cast<Session*>(handle->data)->onTimer();
+}
+
+void Session::onHandleClosed_cb(uv_handle_t* handle) {
+  auto* session = static_cast<Session*>(handle->data);
+  if (--session->open_handles_ == 0) {
+    delete session;
+  }
+}
+
+void Session::onBackendConnClosed_cb(uv_handle_t* handle) {
+  auto* conn = static_cast<BackendConn*>(handle->data);
+  Session* session = conn->session;
+  delete conn;
+  if (--session->open_handles_ == 0) {
+    delete session;
+  }
+}
+
+void Session::onClientPoll(int status, int events) {
+  if (closing_) {
+    return;
+  }
+  if (status < 0) {
+    finish(CloseReason::ClientReset);
+    return;
+  }
+
+  Io result = Io::Ok;
+  if (events & UV_WRITABLE) {
+    result = flush(down_);
+  }
+  if (result == Io::Ok && (events & UV_READABLE)) {
+    result = pump(up_);
+  }
+  afterIo(result);
+}
+
+void Session::onBackendPoll(int status, int events) {
+  if (closing_) {
+    return;
+  }
+
+  if (!connected_) {
+    // libuv reports a failed connect as UV_EBADF (it sees POLLERR); the real reason is in
+    // SO_ERROR.
+    int error = 0;
+    socklen_t len = sizeof(error);
+    if (::getsockopt(backend_fd_, SOL_SOCKET, SO_ERROR, &error, &len) != 0) {
+      error = errno;
+    }
+    if (error == 0 && status < 0) {
+      error = -status;
+    }
+    if (error != 0) {
+      onConnectFailed(error, false);
+      return;
+    }
+    onConnected();
+    return;
+  }
+
+  if (status < 0) {
+    finish(CloseReason::BackendReset);
+    return;
+  }
+
+  Io result = Io::Ok;
+  if (events & UV_WRITABLE) {
+    result = flush(up_);
+  }
+  if (result == Io::Ok && (events & UV_READABLE)) {
+    result = pump(down_);
+  }
+  afterIo(result);
+}
+
+void Session::onTimer() {
+  if (closing_) {
+    return;
+  }
+
+  if (!connected_) {
+    onConnectFailed(ETIMEDOUT, true);
+    return;
+  }
+
+  // The timer is not re-armed on every read (that would cost a heap update per read);
+  // instead it fires at the earliest possible expiry and checks the last activity.
+  const uint64_t now = uv_now(worker_.loop());
+  const uint64_t idle_ms = now - last_activity_ms_;
+  const auto limit = static_cast<uint64_t>(listener_.config.idle_timeout.count());
+  if (idle_ms >= limit) {
+    finish(CloseReason::IdleTimeout);
+    return;
+  }
+  uv_timer_start(&timer_, onTimer_cb, limit - idle_ms, 0);
+}
+
+Session::Io Session::failedSide(const int* fd) const {
+  return fd == &client_fd_ ? Io::ClientFailed : Io::BackendFailed;
+}
+
+Session::Io Session::pump(Direction& dir) {
+  uint8_t* buf = worker_.scratch();
+
+  for (int i = 0; i < kMaxReadsPerWakeup; ++i) {
+    const ssize_t n = ::read(*dir.src, buf, runtime::Worker::kScratchBytes);
+    if (n > 0) {
+      dir.bytes += static_cast<uint64_t>(n);
+      last_activity_ms_ = uv_now(worker_.loop());
+
+      const ssize_t written = sendSome(*dir.dst, buf, static_cast<size_t>(n));
+      if (written < 0) {
+        return failedSide(dir.dst);
+      }
+      if (written < n) {
+        dir.parked = worker_.buffers().acquire();
+        dir.parked_off = 0;
+        dir.parked_len = static_cast<uint32_t>(n - written);
+        std::memcpy(dir.parked, buf + written, dir.parked_len);
+        return Io::Ok;
+      }
+      // A short read means the socket is drained; level-triggered polling reports more.
+      if (static_cast<size_t>(n) < runtime::Worker::kScratchBytes) {
+        return Io::Ok;
+      }
+      continue;
+    }
+
+    if (n == 0) {
+      dir.src_eof = true;
+      passEof(dir);
+      return Io::Ok;
+    }
+    if (errno == EINTR) {
+      continue;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return Io::Ok;
+    }
+    return failedSide(dir.src);
+  }
+  return Io::Ok;
+}
+
+Session::Io Session::flush(Direction& dir) {
+  if (!dir.hasParked()) {
+    return Io::Ok;
+  }
+
+  const ssize_t written =
+      sendSome(*dir.dst, dir.parked + dir.parked_off, dir.parked_len - dir.parked_off);
+  if (written < 0) {
+    return failedSide(dir.dst);
+  }
+
+  dir.parked_off += static_cast<uint32_t>(written);
+  if (dir.hasParked()) {
+    return Io::Ok;
+  }
+
+  worker_.buffers().release(dir.parked);
+  dir.parked = nullptr;
+  dir.parked_off = 0;
+  dir.parked_len = 0;
+  if (dir.src_eof) {
+    passEof(dir);
+  }
+  return Io::Ok;
+}
+
+void Session::passEof(Direction& dir) {
+  if (dir.hasParked() || dir.dst_shut) {
+    return;
+  }
+  // ENOTCONN here means the peer is already gone; the other direction will notice.
+  ::shutdown(*dir.dst, SHUT_WR);
+  dir.dst_shut = true;
+}
+
+void Session::afterIo(Io result) {
+  if (closing_) {
+    return;
+  }
+
+  if (result == Io::ClientFailed) {
+    finish(CloseReason::ClientReset);
+    return;
+  }
+  if (result == Io::BackendFailed) {
+    finish(CloseReason::BackendReset);
+    return;
+  }
+
+  if (up_.finished() && down_.finished()) {
+    finish(CloseReason::Done);
+    return;
+  }
+  updatePolls();
+}
+
+void Session::updatePolls() {
+  if (closing_) {
+    return;
+  }
+
+  int client_want = 0;
+  int backend_want = 0;
+  if (connected_) {
+    if (!up_.src_eof && !up_.hasParked()) {
+      client_want |= UV_READABLE;
+    }
+    if (down_.hasParked()) {
+      client_want |= UV_WRITABLE;
+    }
+    if (!down_.src_eof && !down_.hasParked()) {
+      backend_want |= UV_READABLE;
+    }
+    if (up_.hasParked()) {
+      backend_want |= UV_WRITABLE;
+    }
+  } else if (backend_ != nullptr) {
+    backend_want = UV_WRITABLE;
+  }
+
+  if (client_want != client_events_) {
+    if (client_want == 0) {
+      uv_poll_stop(&client_poll_);
+    } else {
+      uv_poll_start(&client_poll_, client_want, onClientPoll_cb);
+    }
+    client_events_ = client_want;
+  }
+
+  if (backend_ != nullptr && backend_want != backend_events_) {
+    if (backend_want == 0) {
+      uv_poll_stop(&backend_->poll);
+    } else {
+      uv_poll_start(&backend_->poll, backend_want, onBackendPoll_cb);
+    }
+    backend_events_ = backend_want;
+  }
+}
+
+void Session::closeBackendAttempt() {
+  if (backend_ == nullptr) {
+    return;
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&backend_->poll), onBackendConnClosed_cb);
+  backend_ = nullptr;
+  ::close(backend_fd_);
+  backend_fd_ = -1;
+  backend_events_ = 0;
+}
+
+void Session::abort(CloseReason reason) {
+  finish(reason);
+}
+
+void Session::finish(CloseReason reason) {
+  if (closing_) {
+    return;
+  }
+  closing_ = true;
+  reason_ = reason;
+
+  if (reason == CloseReason::ClientReset) {
+    armReset(backend_fd_);
+  } else if (reason == CloseReason::BackendReset) {
+    armReset(client_fd_);
+  }
+
+  if (connected_) {
+    const pool::Backend& backend = snapshot_->backends()[backend_index_];
+    backend.stats->active.fetch_sub(1, std::memory_order_relaxed);
+    backend.stats->bytes_to_backend_total.fetch_add(up_.bytes, std::memory_order_relaxed);
+    backend.stats->bytes_from_backend_total.fetch_add(down_.bytes, std::memory_order_relaxed);
+  }
+  listener_.active.fetch_sub(1, std::memory_order_relaxed);
+  worker_.unlinkSession(this);
+  logClose();
+
+  worker_.buffers().release(up_.parked);
+  worker_.buffers().release(down_.parked);
+  up_.parked = nullptr;
+  down_.parked = nullptr;
+
+  uv_timer_stop(&timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), onHandleClosed_cb);
+  uv_close(reinterpret_cast<uv_handle_t*>(&client_poll_), onHandleClosed_cb);
+  ::close(client_fd_);
+  client_fd_ = -1;
+  closeBackendAttempt();
+}
+
+void Session::logClose() const {
+  if (!spdlog::should_log(spdlog::level::debug)) {
+    return;
+  }
+  const std::string backend =
+      backend_index_ == pool::kNoBackend ? "-" : snapshot_->backends()[backend_index_].key;
+  spdlog::debug(
+      "session closed listener={} client={} backend={} reason={} bytes_up={} bytes_down={} "
+      "duration_ms={}",
+      listener_.config.name,
+      Endpoint::fromSockaddr(reinterpret_cast<const sockaddr*>(&peer_)).toString(), backend,
+      toString(reason_), up_.bytes, down_.bytes, uv_now(worker_.loop()) - started_ms_);
+}
+
+}  // namespace fulcrum::tcp

@@ -1,0 +1,144 @@
+#pragma once
+
+// One proxied TCP connection: a client socket, a backend socket and the two directions
+// between them. Runs entirely on its worker's loop; never throws.
+//
+// Life: accepted -> connecting (pick a backend, non-blocking connect with a deadline, retry
+// on another backend when it fails) -> splicing (both directions carried independently) ->
+// closing (every handle closed, then the object deletes itself).
+//
+// Each direction reads from its source into the worker's scratch buffer and writes straight
+// to its destination. Bytes the destination cannot take yet are parked in one pooled block
+// and the source is not read again until they are written: that is the backpressure bound,
+// one block per direction on top of the kernel's socket buffers. An end-of-stream from the
+// source becomes shutdown(SHUT_WR) on the destination once the parked bytes are out, so
+// half-closed connections keep working in the other direction. A reset on one side becomes
+// a reset on the other (SO_LINGER 0).
+
+#include <uv.h>
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "pool/pool.hpp"
+#include "runtime/listener_state.hpp"
+
+namespace fulcrum::runtime {
+class Worker;
+}
+
+namespace fulcrum::tcp {
+
+// Why a session ended; one value per session, logged and counted.
+enum class CloseReason {
+  Done,            // Both directions finished with end-of-stream.
+  ClientReset,     // Client sent RST or failed; backend is reset too.
+  BackendReset,    // Backend sent RST or failed; client is reset too.
+  IdleTimeout,     // No byte either way for idle_timeout.
+  NoBackend,       // No backend could be picked or reached.
+  Shutdown,        // Drain timeout or immediate stop.
+  InternalError,   // A local failure (out of descriptors, ...).
+};
+
+const char* toString(CloseReason reason);
+
+class Session {
+ public:
+  // Takes ownership of client_fd (non-blocking, already counted in listener.active).
+  static void start(runtime::Worker& worker, runtime::ListenerState& listener, int client_fd,
+                    const sockaddr_storage& peer);
+
+  // Called by the worker at shutdown; closes at once.
+  void abort(CloseReason reason);
+
+  // Intrusive list links, owned by the worker.
+  Session* prev_ = nullptr;
+  Session* next_ = nullptr;
+
+ private:
+  // One direction: bytes read from src are written to dst.
+  struct Direction {
+    int* src = nullptr;
+    int* dst = nullptr;
+    uint8_t* parked = nullptr;  // Pooled block holding bytes dst could not take yet.
+    uint32_t parked_off = 0;
+    uint32_t parked_len = 0;
+    bool src_eof = false;   // Source sent FIN.
+    bool dst_shut = false;  // FIN passed on to dst.
+    uint64_t bytes = 0;
+
+    bool hasParked() const { return parked_len > parked_off; }
+    bool finished() const { return dst_shut; }
+  };
+
+  // Result of moving bytes in one direction: which peer failed (reset, or an error that
+  // leaves its stream unusable), if any.
+  enum class Io { Ok, ClientFailed, BackendFailed };
+
+  // The backend connection of one attempt; a failed attempt's handle is closed and a new
+  // one made for the next, since a uv_poll_t is bound to one descriptor.
+  struct BackendConn {
+    uv_poll_t poll;
+    Session* session;
+  };
+
+  Session(runtime::Worker& worker, runtime::ListenerState& listener, int client_fd,
+          const sockaddr_storage& peer);
+  ~Session();
+
+  static void onClientPoll_cb(uv_poll_t* handle, int status, int events);
+  static void onBackendPoll_cb(uv_poll_t* handle, int status, int events);
+  static void onTimer_cb(uv_timer_t* handle);
+  static void onHandleClosed_cb(uv_handle_t* handle);
+  static void onBackendConnClosed_cb(uv_handle_t* handle);
+
+  void begin();
+  void connectNext();
+  void onConnectFailed(int error, bool timed_out);
+  void onConnected();
+  void onClientPoll(int status, int events);
+  void onBackendPoll(int status, int events);
+  void onTimer();
+
+  Io failedSide(const int* fd) const;
+  Io pump(Direction& dir);
+  Io flush(Direction& dir);
+  void passEof(Direction& dir);
+  void afterIo(Io result);
+  void updatePolls();
+  void closeBackendAttempt();
+  void finish(CloseReason reason);
+  void logClose() const;
+
+  runtime::Worker& worker_;
+  runtime::ListenerState& listener_;
+  sockaddr_storage peer_;
+  int client_fd_;
+  int backend_fd_ = -1;
+  uv_poll_t client_poll_;
+  uv_timer_t timer_;
+  BackendConn* backend_ = nullptr;
+  int client_events_ = 0;
+  int backend_events_ = 0;
+
+  std::shared_ptr<const pool::PoolSnapshot> snapshot_;
+  uint32_t backend_index_ = pool::kNoBackend;
+  uint64_t flow_hash_ = 0;
+  uint32_t attempts_ = 0;
+  std::vector<uint8_t> tried_;  // Filled only once a connect has failed.
+
+  Direction up_;    // Client to backend.
+  Direction down_;  // Backend to client.
+
+  uint64_t started_ms_ = 0;
+  uint64_t last_activity_ms_ = 0;
+  bool connected_ = false;
+  bool closing_ = false;
+  int open_handles_ = 0;
+  CloseReason reason_ = CloseReason::Done;
+};
+
+}  // namespace fulcrum::tcp
