@@ -67,9 +67,12 @@ Server::Server(Config config)
 }
 
 Server::~Server() {
-  for (auto& worker : workers_) {
-    if (!stopped_) {
+  if (!stopped_) {
+    for (auto& worker : workers_) {
       worker->shutdown();
+    }
+    if (handles_open_) {
+      closeHandles();
     }
   }
   workers_.clear();
@@ -120,6 +123,22 @@ void Server::bindListeners(std::vector<std::vector<ListenSocket>>& per_worker) {
 }
 
 void Server::start() {
+  // Signal handlers go in before any listener exists: a SIGTERM that arrives as soon as the
+  // first client could connect must drain, not kill the process with the default action.
+  // libuv records the signal and delivers it once run() turns the loop.
+  uv_signal_init(&loop_, &sigterm_);
+  uv_signal_init(&loop_, &sigint_);
+  sigterm_.data = this;
+  sigint_.data = this;
+  uv_signal_start(&sigterm_, onSignal_cb, SIGTERM);
+  uv_signal_start(&sigint_, onSignal_cb, SIGINT);
+
+  uv_timer_init(&loop_, &drain_tick_);
+  uv_timer_init(&loop_, &drain_deadline_);
+  drain_tick_.data = this;
+  drain_deadline_.data = this;
+  handles_open_ = true;
+
   std::vector<std::vector<ListenSocket>> per_worker(worker_count_);
   bindListeners(per_worker);
 
@@ -140,18 +159,6 @@ void Server::start() {
 }
 
 int Server::run() {
-  uv_signal_init(&loop_, &sigterm_);
-  uv_signal_init(&loop_, &sigint_);
-  sigterm_.data = this;
-  sigint_.data = this;
-  uv_signal_start(&sigterm_, onSignal_cb, SIGTERM);
-  uv_signal_start(&sigint_, onSignal_cb, SIGINT);
-
-  uv_timer_init(&loop_, &drain_tick_);
-  uv_timer_init(&loop_, &drain_deadline_);
-  drain_tick_.data = this;
-  drain_deadline_.data = this;
-
   uv_run(&loop_, UV_RUN_DEFAULT);
   spdlog::info("fulcrum stopped");
   return 0;
@@ -214,6 +221,11 @@ void Server::stopWorkers(const char* why) {
     worker->join();
   }
 
+  closeHandles();
+}
+
+void Server::closeHandles() {
+  handles_open_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_tick_), nullptr);

@@ -47,6 +47,7 @@ class Server {
   void onSignal(int signum);
   void onDrainTick();
   void stopWorkers(const char* why);
+  void closeHandles();
   uint32_t activeSessions() const;
 
   Config config_;
@@ -61,6 +62,7 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   bool draining_ = false;
   bool stopped_ = false;
+  bool handles_open_ = false;
 };
 
 }  // namespace fulcrum::runtime
