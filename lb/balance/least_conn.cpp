@@ -1,6 +1,9 @@
-// Least connections weighted by capacity, as in HAProxy's leastconn and nginx's least_conn:
-// the lowest active/weight wins. Ratios are compared by cross-multiplication,
-// a1 * w2 < a2 * w1, in 64 bits (both factors are 32-bit), so no division and no floats.
+// Least connections weighted by capacity: the lowest (active + 1) / weight wins, that is the
+// backend whose load would be lowest after taking this flow. Counting the flow being placed
+// makes weights matter from the first connection (with plain active/weight every idle
+// backend ties at 0 and a 3:1 pool fills 1:1 at low load). Ratios are compared by
+// cross-multiplication, (a1 + 1) * w2 < (a2 + 1) * w1, in 64 bits (both factors fit in 33
+// bits), so no division and no floats.
 
 #include "balance/least_conn.hpp"
 
@@ -35,7 +38,7 @@ uint32_t LeastConnPicker::pick(uint64_t /*flow_hash*/, std::span<const uint8_t> 
       continue;
     }
 
-    const uint64_t active = activeOf(c);
+    const uint64_t active = uint64_t{activeOf(c)} + 1;
     const uint64_t lhs = active * best_weight;
     const uint64_t rhs = best_active * c.weight;
     if (best == kNone || lhs < rhs) {
@@ -62,7 +65,7 @@ uint32_t LeastConnPicker::pick(uint64_t /*flow_hash*/, std::span<const uint8_t> 
     if (c.weight == 0 || detail::isExcluded(excluded, i)) {
       continue;
     }
-    if (activeOf(c) * best_weight != best_active * c.weight) {
+    if ((uint64_t{activeOf(c)} + 1) * best_weight != best_active * c.weight) {
       continue;
     }
     if (k == 0) {

@@ -1,5 +1,5 @@
-// Least connections: the lowest active/weight wins, ties rotate, excluded backends are
-// skipped.
+// Least connections: the lowest (active + 1)/weight wins, ties rotate, excluded backends
+// are skipped.
 
 #include <catch2/catch.hpp>
 
@@ -47,10 +47,23 @@ TEST_CASE("least_conn divides load by weight", "[balance][least_conn]") {
     REQUIRE(picker.pick(0, {}) == 0);
   }
 
-  pool.active[0].store(9);  // 9/4 > 2/1.
+  pool.active[0].store(12);  // (12+1)/4 > (2+1)/1.
   for (int i = 0; i < 10; ++i) {
     REQUIRE(picker.pick(0, {}) == 1);
   }
+}
+
+// Weights count from the first flow: an idle 3:1 pool fills 3:1, not 1:1.
+TEST_CASE("least_conn follows weights from an idle start", "[balance][least_conn]") {
+  Pool pool({3, 1}, {0, 0});
+  const LeastConnPicker picker(pool.candidates);
+  std::vector<uint32_t> picks;
+  for (int i = 0; i < 8; ++i) {
+    const uint32_t chosen = picker.pick(0, {});
+    picks.push_back(chosen);
+    pool.active[chosen].fetch_add(1);
+  }
+  CHECK(countPicks(picks, 2) == std::vector<size_t>{6, 2, 0});
 }
 
 // Equally loaded backends take turns rather than the first one taking every flow.

@@ -77,6 +77,24 @@ std::vector<uint32_t> pickWithSessions(const Picker& picker, LoadedPool& pool, s
   return out;
 }
 
+// Picks for each hash with every picked session left open, so load-aware pickers see the
+// load they create (a static all-idle load would make least_conn always choose the heaviest
+// backend, which is right for that load but says nothing about eligibility).
+std::vector<uint32_t> pickAllLoaded(const Picker& picker, LoadedPool& pool,
+                                    const std::vector<uint64_t>& hashes,
+                                    std::span<const uint8_t> excluded = {}) {
+  std::vector<uint32_t> out;
+  out.reserve(hashes.size());
+  for (uint64_t h : hashes) {
+    const uint32_t chosen = picker.pick(h, excluded);
+    out.push_back(chosen);
+    if (chosen != Picker::kNone) {
+      pool.active[chosen].fetch_add(1);
+    }
+  }
+  return out;
+}
+
 PickerOptions optionsFor(Algorithm algorithm) {
   PickerOptions options;
   options.algorithm = algorithm;
@@ -152,8 +170,9 @@ TEST_CASE("weight 0 is never picked", "[balance]") {
 
   for (Algorithm algorithm : kAllAlgorithms) {
     INFO("algorithm " << nameOf(algorithm));
-    const auto picker = makePicker(optionsFor(algorithm), candidatesWithWeights(weights));
-    const auto counts = countPicks(pickAll(*picker, hashes), weights.size());
+    LoadedPool pool(weights);
+    const auto picker = makePicker(optionsFor(algorithm), pool.candidates);
+    const auto counts = countPicks(pickAllLoaded(*picker, pool, hashes), weights.size());
     CHECK(counts[0] == 0);
     CHECK(counts[2] == 0);
     CHECK(counts[1] > 0);
@@ -170,8 +189,10 @@ TEST_CASE("an excluded candidate is never returned", "[balance]") {
 
   for (Algorithm algorithm : kAllAlgorithms) {
     INFO("algorithm " << nameOf(algorithm));
-    const auto picker = makePicker(optionsFor(algorithm), candidatesWithWeights(weights));
-    const auto counts = countPicks(pickAll(*picker, hashes, excluded), weights.size());
+    LoadedPool pool(weights);
+    const auto picker = makePicker(optionsFor(algorithm), pool.candidates);
+    const auto counts = countPicks(pickAllLoaded(*picker, pool, hashes, excluded),
+                                   weights.size());
     CHECK(counts[1] == 0);
     CHECK(counts[3] == 0);
     CHECK(counts[0] > 0);
