@@ -163,6 +163,12 @@ void Session::connectNext() {
   ++attempts_;
   const pool::Backend& backend = snapshot_->backends()[index];
 
+  // Count the session against its backend from the pick, not from the connect: a burst of
+  // flows picked while earlier connects are in flight must see each other, or least_conn
+  // sends the whole burst to one backend.
+  backend.stats->active.fetch_add(1, std::memory_order_relaxed);
+  counted_ = true;
+
   const int fd = ::socket(backend.address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                           0);
   if (fd < 0) {
@@ -205,6 +211,8 @@ void Session::connectNext() {
 void Session::onConnectFailed(int error, bool timed_out) {
   const pool::Backend& backend = snapshot_->backends()[backend_index_];
   backend.stats->connect_fail_total.fetch_add(1, std::memory_order_relaxed);
+  backend.stats->active.fetch_sub(1, std::memory_order_relaxed);
+  counted_ = false;
 
   const std::string why = connectErrorName(error, timed_out);
   if (!backend.stats->failing.exchange(true, std::memory_order_relaxed)) {
@@ -230,7 +238,6 @@ void Session::onConnected() {
   tried_ = {};
 
   const pool::Backend& backend = snapshot_->backends()[backend_index_];
-  backend.stats->active.fetch_add(1, std::memory_order_relaxed);
   backend.stats->sessions_total.fetch_add(1, std::memory_order_relaxed);
   if (backend.stats->failing.load(std::memory_order_relaxed) &&
       backend.stats->failing.exchange(false, std::memory_order_relaxed)) {
@@ -549,9 +556,12 @@ void Session::finish(CloseReason reason) {
     armReset(client_fd_);
   }
 
+  if (counted_) {
+    snapshot_->backends()[backend_index_].stats->active.fetch_sub(1, std::memory_order_relaxed);
+    counted_ = false;
+  }
   if (connected_) {
     const pool::Backend& backend = snapshot_->backends()[backend_index_];
-    backend.stats->active.fetch_sub(1, std::memory_order_relaxed);
     backend.stats->bytes_to_backend_total.fetch_add(up_.bytes, std::memory_order_relaxed);
     backend.stats->bytes_from_backend_total.fetch_add(down_.bytes, std::memory_order_relaxed);
   }

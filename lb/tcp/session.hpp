@@ -136,6 +136,7 @@ class Session {
   uint64_t started_ms_ = 0;
   uint64_t last_activity_ms_ = 0;
   bool connected_ = false;
+  bool counted_ = false;  // This session is counted in its backend's active sessions.
   bool closing_ = false;
   int open_handles_ = 0;
   CloseReason reason_ = CloseReason::Done;
