@@ -1,0 +1,132 @@
+// Checks that need more than one value: uniqueness and references. Each value was already
+// checked on its own by buildConfig.
+
+#include <fmt/format.h>
+
+#include "config/build.hpp"
+#include "config/toml_reader.hpp"
+
+namespace fulcrum::config_detail {
+
+namespace {
+
+// "LINE:COLUMN" of an earlier value, for "first at ..." hints; the file is the same.
+std::string lineColumn(const toml::value& value) {
+  const toml::source_location loc = value.location();
+  return fmt::format("{}:{}", loc.line(), loc.column());
+}
+
+bool isWildcard(const Endpoint& endpoint) {
+  return endpoint.ipString() == "0.0.0.0" || endpoint.ipString() == "::";
+}
+
+void checkListenerNames(const Config& config, const ConfigSources& sources) {
+  for (size_t i = 0; i < config.listeners.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (config.listeners[i].name != config.listeners[j].name) {
+        continue;
+      }
+      failAt(config.source, *sources.listeners[i].name,
+             fmt::format("listener \"{}\" is defined twice, first at {}; listener names must "
+                         "be unique",
+                         config.listeners[i].name, lineColumn(*sources.listeners[j].name)));
+    }
+  }
+}
+
+// Two listeners on one address would both bind it with SO_REUSEPORT and silently split its
+// connections, so an overlap is refused here rather than discovered in production. A bind
+// port of 0 asks the kernel for a fresh port and never collides. A wildcard of the same
+// family takes the port on every address, so it overlaps any specific address.
+void checkListenerBinds(const Config& config, const ConfigSources& sources) {
+  for (size_t i = 0; i < config.listeners.size(); ++i) {
+    const ListenerConfig& listener = config.listeners[i];
+    if (listener.bind.port() == 0) {
+      continue;
+    }
+
+    for (size_t j = 0; j < i; ++j) {
+      const ListenerConfig& earlier = config.listeners[j];
+      if (earlier.bind.family() != listener.bind.family() ||
+          earlier.bind.port() != listener.bind.port()) {
+        continue;
+      }
+      const std::string& text = sources.listeners[i].bind->as_string().str;
+      const std::string& earlier_text = sources.listeners[j].bind->as_string().str;
+      const std::string earlier_at = lineColumn(*sources.listeners[j].bind);
+
+      if (earlier.bind == listener.bind) {
+        failAt(config.source, *sources.listeners[i].bind,
+               fmt::format("listener \"{}\": bind \"{}\" is already used by listener \"{}\" at "
+                           "{}; give each listener its own address or port",
+                           listener.name, text, earlier.name, earlier_at));
+      }
+      if (isWildcard(earlier.bind) || isWildcard(listener.bind)) {
+        failAt(config.source, *sources.listeners[i].bind,
+               fmt::format("listener \"{}\": bind \"{}\" overlaps listener \"{}\" on \"{}\" at "
+                           "{}; a wildcard address takes the port on every address, so use "
+                           "another port",
+                           listener.name, text, earlier.name, earlier_text, earlier_at));
+      }
+    }
+  }
+}
+
+void checkPoolReferences(const Config& config, const ConfigSources& sources) {
+  std::vector<std::string_view> names;
+  for (const PoolConfig& pool : config.pools) {
+    names.push_back(pool.name);
+  }
+
+  for (size_t i = 0; i < config.listeners.size(); ++i) {
+    const ListenerConfig& listener = config.listeners[i];
+    if (config.findPool(listener.pool) != nullptr) {
+      continue;
+    }
+    if (names.empty()) {
+      failAt(config.source, *sources.listeners[i].pool,
+             fmt::format("listener \"{}\": pool \"{}\" is not defined; no pools are defined, "
+                         "add a [pool.{}] table with backends",
+                         listener.name, listener.pool, listener.pool));
+    }
+    const std::string_view near = nearest(listener.pool, names);
+    failAt(config.source, *sources.listeners[i].pool,
+           fmt::format("listener \"{}\": pool \"{}\" is not defined; {}defined pools: {}",
+                       listener.name, listener.pool,
+                       near.empty() ? "" : fmt::format("did you mean \"{}\"? ", near),
+                       joinNames(names)));
+  }
+}
+
+void checkBackendAddresses(const Config& config, const ConfigSources& sources) {
+  for (size_t p = 0; p < config.pools.size(); ++p) {
+    const PoolConfig& pool = config.pools[p];
+    const PoolSource& source = sources.pools[p];
+
+    // Quadratic, but bounded by kMaxBackendsPerPool and run once per config load; it keeps
+    // "first at" pointing at the earliest duplicate without a second index.
+    for (size_t i = 0; i < pool.backends.size(); ++i) {
+      for (size_t j = 0; j < i; ++j) {
+        if (!(pool.backends[i].address == pool.backends[j].address)) {
+          continue;
+        }
+        failAt(config.source, *source.addresses[i],
+               fmt::format("pool \"{}\" backend #{}: address \"{}\" is already used by backend "
+                           "#{} at {}; list each backend once",
+                           pool.name, i + 1, source.addresses[i]->as_string().str, j + 1,
+                           lineColumn(*source.addresses[j])));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void validateConfig(const Config& config, const ConfigSources& sources) {
+  checkListenerNames(config, sources);
+  checkListenerBinds(config, sources);
+  checkPoolReferences(config, sources);
+  checkBackendAddresses(config, sources);
+}
+
+}  // namespace fulcrum::config_detail
