@@ -23,22 +23,6 @@ constexpr size_t kSharePicks = 100000;
 const Algorithm kAllAlgorithms[] = {Algorithm::RoundRobin, Algorithm::LeastConn,
                                     Algorithm::RandomTwo, Algorithm::RingHash, Algorithm::Maglev};
 
-const char* nameOf(Algorithm algorithm) {
-  switch (algorithm) {
-    case Algorithm::RoundRobin:
-      return "round_robin";
-    case Algorithm::LeastConn:
-      return "least_conn";
-    case Algorithm::RandomTwo:
-      return "random_two";
-    case Algorithm::RingHash:
-      return "ring_hash";
-    case Algorithm::Maglev:
-      return "maglev";
-  }
-  return "?";
-}
-
 // Per-backend session counters the way the data plane keeps them, wired into candidates.
 struct LoadedPool {
   std::vector<uint32_t> weights;
@@ -169,7 +153,7 @@ TEST_CASE("weight 0 is never picked", "[balance]") {
   const std::vector<uint64_t> hashes = distinctFlowHashes(20000);
 
   for (Algorithm algorithm : kAllAlgorithms) {
-    INFO("algorithm " << nameOf(algorithm));
+    INFO("algorithm " << toString(algorithm));
     LoadedPool pool(weights);
     const auto picker = makePicker(optionsFor(algorithm), pool.candidates);
     const auto counts = countPicks(pickAllLoaded(*picker, pool, hashes), weights.size());
@@ -188,7 +172,7 @@ TEST_CASE("an excluded candidate is never returned", "[balance]") {
   const std::vector<uint64_t> hashes = distinctFlowHashes(20000);
 
   for (Algorithm algorithm : kAllAlgorithms) {
-    INFO("algorithm " << nameOf(algorithm));
+    INFO("algorithm " << toString(algorithm));
     LoadedPool pool(weights);
     const auto picker = makePicker(optionsFor(algorithm), pool.candidates);
     const auto counts = countPicks(pickAllLoaded(*picker, pool, hashes, excluded),
@@ -208,7 +192,7 @@ TEST_CASE("no eligible candidate gives kNone", "[balance]") {
   const std::vector<uint8_t> all_excluded = {1, 1, 1};
 
   for (Algorithm algorithm : kAllAlgorithms) {
-    INFO("algorithm " << nameOf(algorithm));
+    INFO("algorithm " << toString(algorithm));
 
     const auto weighted = makePicker(optionsFor(algorithm), candidatesWithWeights({1, 2, 3}));
     const auto zero = makePicker(optionsFor(algorithm), candidatesWithWeights({0, 0, 0}));
@@ -232,7 +216,7 @@ TEST_CASE("a short excluded span only excludes what it covers", "[balance]") {
   const std::vector<uint64_t> hashes = distinctFlowHashes(5000);
 
   for (Algorithm algorithm : kAllAlgorithms) {
-    INFO("algorithm " << nameOf(algorithm));
+    INFO("algorithm " << toString(algorithm));
     const auto picker = makePicker(optionsFor(algorithm), candidatesWithWeights({1, 1, 1}));
     const auto counts = countPicks(pickAll(*picker, hashes, first_excluded), 3);
     CHECK(counts[0] == 0);
