@@ -22,10 +22,24 @@ struct ListenerState {
   std::atomic<uint64_t> rejected_max_connections_total{0};
   std::atomic<uint64_t> no_backend_total{0};
   std::atomic<uint64_t> accept_error_total{0};
+  std::atomic<uint64_t> backend_socket_error_total{0};  // socket() failed: out of fds.
+
+  // Last time (loop milliseconds) a per-connection local failure was logged, so that a
+  // condition hitting every connection logs once per interval, not once per connection.
+  std::atomic<uint64_t> last_local_error_log_ms{0};
 
   // Set while the listener refuses clients for max_connections, so that the condition is
   // logged once when it starts and once when it ends.
   std::atomic<bool> at_capacity{false};
 };
+
+// True at most once per interval_ms across all threads sharing last_ms.
+inline bool logAllowed(std::atomic<uint64_t>& last_ms, uint64_t now_ms, uint64_t interval_ms) {
+  uint64_t last = last_ms.load(std::memory_order_relaxed);
+  if (last != 0 && now_ms - last < interval_ms) {
+    return false;
+  }
+  return last_ms.compare_exchange_strong(last, now_ms, std::memory_order_relaxed);
+}
 
 }  // namespace fulcrum::runtime

@@ -13,6 +13,11 @@ Worker::Worker(unsigned id, std::vector<ListenSocket> sockets)
   uv_loop_init(&loop_);
   uv_async_init(&loop_, &async_, onAsync_cb);
   async_.data = this;
+  // Acceptors (and the descriptors they hold in reserve) exist before start() returns, so
+  // the process's descriptor count is settled once listeners are announced.
+  for (const ListenSocket& socket : sockets_) {
+    acceptors_.push_back(std::make_unique<tcp::Acceptor>(*this, socket));
+  }
 }
 
 Worker::~Worker() {
@@ -21,11 +26,6 @@ Worker::~Worker() {
   // and its listening sockets.
   if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&async_))) {
     uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
-    for (const ListenSocket& socket : sockets_) {
-      if (acceptors_.empty() && socket.fd >= 0) {
-        ::close(socket.fd);
-      }
-    }
   }
   closeAcceptors();
   uv_run(&loop_, UV_RUN_NOWAIT);
@@ -104,9 +104,8 @@ void Worker::closeAcceptors() {
 }
 
 void Worker::run() {
-  for (const ListenSocket& socket : sockets_) {
-    acceptors_.push_back(std::make_unique<tcp::Acceptor>(*this, socket));
-    acceptors_.back()->start();
+  for (auto& acceptor : acceptors_) {
+    acceptor->start();
   }
 
   uv_run(&loop_, UV_RUN_DEFAULT);

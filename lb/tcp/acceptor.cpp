@@ -22,6 +22,9 @@ constexpr int kMaxAcceptsPerWakeup = 64;
 // At most one descriptor-exhaustion warning per listener per this many milliseconds.
 constexpr uint64_t kFdWarningIntervalMs = 5000;
 
+// How long accepting pauses when out of descriptors and no pending client could be shed.
+constexpr uint64_t kPauseOnFdExhaustionMs = 100;
+
 }  // namespace
 
 Acceptor::Acceptor(runtime::Worker& worker, runtime::ListenSocket socket)
@@ -36,20 +39,29 @@ Acceptor::~Acceptor() {
 }
 
 void Acceptor::start() {
+  uv_timer_init(worker_.loop(), &resume_timer_);
+  resume_timer_.data = this;
   uv_poll_init(worker_.loop(), &poll_, fd_);
   poll_.data = this;
   uv_poll_start(&poll_, UV_READABLE, onReadable_cb);
   open_ = true;
+  started_ = true;
 }
 
 void Acceptor::close() {
   if (!open_) {
+    // Never started (the worker never ran): the socket is still ours to close.
+    if (fd_ >= 0 && !started_) {
+      ::close(fd_);
+      fd_ = -1;
+    }
     return;
   }
   open_ = false;
   // The handle memory lives in this object, which the worker destroys only after its loop
   // has ended, so no close callback is needed.
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&resume_timer_), nullptr);
   ::close(fd_);
   fd_ = -1;
 }
@@ -62,7 +74,7 @@ void Acceptor::onReadable_cb(uv_poll_t* handle, int status, int /*events*/) {
 }
 
 void Acceptor::onReadable() {
-  for (int i = 0; i < kMaxAcceptsPerWakeup && open_; ++i) {
+  for (int i = 0; i < kMaxAcceptsPerWakeup && open_ && !paused_; ++i) {
     sockaddr_storage peer{};
     socklen_t len = sizeof(peer);
     const int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len,
@@ -126,15 +138,46 @@ void Acceptor::shedOneConnection() {
                  state_.config.name);
   }
 
+  // Workers share one descriptor table, so the number freed by closing the spare may be
+  // taken by another thread before our accept() or open() runs. A lost spare is therefore
+  // re-acquired on every episode rather than assumed to be there.
   if (spare_fd_ < 0) {
+    spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+
+  bool shed = false;
+  if (spare_fd_ >= 0) {
+    ::close(spare_fd_);
+    const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd >= 0) {
+      ::close(fd);
+      shed = true;
+    }
+    spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+
+  // Nothing could be shed: stop polling for a moment instead of spinning on a listening
+  // socket that stays readable. Pending clients wait in the kernel's queue meanwhile.
+  if (!shed) {
+    pause();
+  }
+}
+
+void Acceptor::pause() {
+  if (!open_ || paused_) {
     return;
   }
-  ::close(spare_fd_);
-  const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-  if (fd >= 0) {
-    ::close(fd);
+  paused_ = true;
+  uv_poll_stop(&poll_);
+  uv_timer_start(&resume_timer_, onResume_cb, kPauseOnFdExhaustionMs, 0);
+}
+
+void Acceptor::onResume_cb(uv_timer_t* handle) {
+  auto* self = static_cast<Acceptor*>(handle->data);
+  self->paused_ = false;
+  if (self->open_) {
+    uv_poll_start(&self->poll_, UV_READABLE, onReadable_cb);
   }
-  spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 }  // namespace fulcrum::tcp

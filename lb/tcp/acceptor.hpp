@@ -27,12 +27,17 @@ class Acceptor {
   void onReadable();
   void admit(int fd, const sockaddr_storage& peer);
   void shedOneConnection();
+  void pause();
+  static void onResume_cb(uv_timer_t* handle);
 
   runtime::Worker& worker_;
   runtime::ListenerState& state_;
   int fd_;
   uv_poll_t poll_;
+  uv_timer_t resume_timer_;
   bool open_ = false;
+  bool paused_ = false;
+  bool started_ = false;
   // A descriptor held in reserve: when accept() fails with EMFILE, releasing it lets us
   // accept and immediately close one pending connection so the client gets an answer and
   // the level-triggered poll does not spin on a queue we cannot drain.

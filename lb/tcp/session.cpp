@@ -20,6 +20,10 @@ namespace {
 // Reads per direction per wakeup, so one busy connection cannot starve the loop.
 constexpr int kMaxReadsPerWakeup = 4;
 
+// Local failures that hit every new connection alike (out of descriptors) are logged at
+// most this often per listener; the counter has the full count.
+constexpr uint64_t kLocalErrorLogIntervalMs = 5000;
+
 bool isHashing(Algorithm a) {
   return a == Algorithm::RingHash || a == Algorithm::Maglev;
 }
@@ -173,8 +177,15 @@ void Session::connectNext() {
                           0);
   if (fd < 0) {
     // Out of descriptors or memory: another backend would fail the same way.
-    spdlog::error("backend socket failed listener={} backend={} reason={}",
-                  listener_.config.name, backend.key, std::strerror(errno));
+    const int error = errno;
+    listener_.backend_socket_error_total.fetch_add(1, std::memory_order_relaxed);
+    if (runtime::logAllowed(listener_.last_local_error_log_ms, uv_now(worker_.loop()),
+                            kLocalErrorLogIntervalMs)) {
+      spdlog::error("backend socket failed listener={} backend={} reason=\"{}\" "
+                    "action=close_client (logged at most every {} s)",
+                    listener_.config.name, backend.key, std::strerror(error),
+                    kLocalErrorLogIntervalMs / 1000);
+    }
     finish(CloseReason::InternalError);
     return;
   }
