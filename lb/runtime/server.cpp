@@ -59,6 +59,35 @@ int openListenSocket(const ListenerConfig& config, const Endpoint& address) {
   return fd;
 }
 
+// Every worker's socket sets SO_REUSEPORT, which would also let this process silently join
+// another process (a second Fulcrum, a stale instance) already listening on the address and
+// split its traffic. A plain bind first proves nobody holds the address.
+void ensureAddressFree(const ListenerConfig& config, const Endpoint& address) {
+  if (address.port() == 0) {
+    return;
+  }
+
+  const int fd = ::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return;  // The real bind reports the problem.
+  }
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (address.isV6()) {
+    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  }
+
+  const int rc = ::bind(fd, address.sa(), address.len());
+  const int error = errno;
+  ::close(fd);
+  if (rc != 0 && error == EADDRINUSE) {
+    throw StartupError(fmt::format(
+        "cannot bind listener {} to {}: {}; another process (perhaps another fulcrum) holds "
+        "this address: stop it or change bind",
+        config.name, address.toString(), std::strerror(error)));
+  }
+}
+
 }  // namespace
 
 Server::Server(Config config)
@@ -100,6 +129,9 @@ void Server::bindListeners(std::vector<std::vector<ListenSocket>>& per_worker) {
     for (unsigned w = 0; w < worker_count_; ++w) {
       int fd;
       try {
+        if (w == 0) {
+          ensureAddressFree(listener_config, state->address);
+        }
         fd = openListenSocket(listener_config, state->address);
       } catch (...) {
         for (auto& sockets : per_worker) {
@@ -132,6 +164,10 @@ void Server::start() {
   sigint_.data = this;
   uv_signal_start(&sigterm_, onSignal_cb, SIGTERM);
   uv_signal_start(&sigint_, onSignal_cb, SIGINT);
+  // SIGHUP's default action would kill the process; operators send it expecting a reload.
+  uv_signal_init(&loop_, &sighup_);
+  sighup_.data = this;
+  uv_signal_start(&sighup_, onSighup_cb, SIGHUP);
 
   uv_timer_init(&loop_, &drain_tick_);
   uv_timer_init(&loop_, &drain_deadline_);
@@ -166,6 +202,11 @@ int Server::run() {
 
 void Server::onSignal_cb(uv_signal_t* handle, int signum) {
   static_cast<Server*>(handle->data)->onSignal(signum);
+}
+
+void Server::onSighup_cb(uv_signal_t* /*handle*/, int /*signum*/) {
+  spdlog::warn("signal ignored signal=SIGHUP reason=reload_not_supported_in_this_version "
+               "action=keep_running");
 }
 
 void Server::onDrainTick_cb(uv_timer_t* handle) {
@@ -228,6 +269,7 @@ void Server::closeHandles() {
   handles_open_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_tick_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_deadline_), nullptr);
 }

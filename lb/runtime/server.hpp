@@ -40,6 +40,7 @@ class Server {
 
  private:
   static void onSignal_cb(uv_signal_t* handle, int signum);
+  static void onSighup_cb(uv_signal_t* handle, int signum);
   static void onDrainTick_cb(uv_timer_t* handle);
   static void onDrainDeadline_cb(uv_timer_t* handle);
 
@@ -55,6 +56,7 @@ class Server {
   uv_loop_t loop_;
   uv_signal_t sigterm_;
   uv_signal_t sigint_;
+  uv_signal_t sighup_;
   uv_timer_t drain_tick_;
   uv_timer_t drain_deadline_;
   std::vector<std::unique_ptr<pool::Pool>> pools_;

@@ -207,4 +207,44 @@ def test_sigterm_right_after_start():
               "arrived before Fulcrum's handler was installed)", fulcrum)
 
 
+
+# A second fulcrum on an address a first one already serves must refuse to start (exit 3)
+# rather than join it through SO_REUSEPORT and silently take half its clients.
+def test_second_instance_on_same_address_refused():
+    backend = Backend(line_reporting, name="first")
+    first = Fulcrum(tcp_config([backend]))
+    host, port = first.addr("front")
+    d = tmpdir("fulcrum-cli-")
+    path = os.path.join(d, "second.toml")
+    with open(path, "w") as f:
+        f.write(tcp_config([backend], bind=f"{host}:{port}"))
+    try:
+        code, out, err = run_cli("run", "-c", path, timeout=10)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"a second fulcrum kept running on {host}:{port}, sharing it")
+    text = out + err
+    assert code == 3, f"second fulcrum on {host}:{port} exited {code}, want 3:\n{text}"
+    assert re.search(r"in use", text, re.I) and str(port) in text, text
+    # The first instance still serves every client.
+    for _ in range(10):
+        with connect((host, port)) as c:
+            c.sendall(b"ping\n")
+            assert recv_line(c) == b"first ping\n"
+    assert first.stop() == 0
+
+
+# SIGHUP (reload is not in this version) is logged and ignored: Fulcrum keeps serving.
+def test_sighup_is_ignored_with_a_warning():
+    backend = Backend(line_reporting, name="back")
+    fulcrum = Fulcrum(tcp_config([backend]))
+    addr = fulcrum.addr("front")
+    fulcrum.proc.send_signal(signal.SIGHUP)
+    fulcrum.wait_log(r"warn signal ignored signal=SIGHUP", timeout=5)
+    time.sleep(0.2)
+    assert fulcrum.proc.poll() is None, "fulcrum died on SIGHUP\n" + fulcrum.log()
+    with connect(addr) as c:
+        c.sendall(b"still there\n")
+        assert recv_line(c) == b"back still there\n"
+    assert fulcrum.stop() == 0
+
 run_tests(globals())
