@@ -1,25 +1,34 @@
 #!/usr/bin/env bash
 # Builds Fulcrum, starts three demo backends on 127.0.0.1:9001-9003 and runs Fulcrum on
-# conf/fulcrum.toml in front of them. Ctrl-C stops everything this script started.
+# conf/fulcrum.toml in front of them. Ctrl-C (or SIGTERM to this script) drains Fulcrum,
+# then stops the backends: everything this script started, by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-scripts/build.sh release >/dev/null
+scripts/build.sh release fulcrum fulcrum-demo-backend
 
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
+backend_pids=()
+fulcrum_pid=""
+
+stop_all() {
+  trap - INT TERM EXIT
+  # Exactly one SIGTERM: Fulcrum drains open sessions, then exits.
+  if [ -n "$fulcrum_pid" ]; then
+    kill -TERM "$fulcrum_pid" 2>/dev/null || true
+    wait "$fulcrum_pid" 2>/dev/null || true
+  fi
+  for pid in "${backend_pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
   done
   wait 2>/dev/null || true
 }
-trap cleanup EXIT INT TERM
+trap stop_all INT TERM EXIT
 
 for i in 1 2 3; do
   build/bench/fulcrum-demo-backend --name "backend-$i" \
     --tcp "127.0.0.1:900$i" --udp "127.0.0.1:900$i" &
-  pids+=($!)
+  backend_pids+=($!)
 done
 sleep 0.3
 
@@ -33,6 +42,8 @@ Try it from another terminal:
 Stop with Ctrl-C (Fulcrum drains open sessions, then exits).
 
 MSG
-build/fulcrum run -c conf/fulcrum.toml &
-pids+=($!)
-wait "${pids[-1]}"
+# Its own session, so the terminal's Ctrl-C reaches only this script, which then sends
+# Fulcrum a single SIGTERM (a second signal would mean "close everything now").
+setsid build/fulcrum run -c conf/fulcrum.toml &
+fulcrum_pid=$!
+wait "$fulcrum_pid"
