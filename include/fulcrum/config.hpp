@@ -43,6 +43,7 @@ struct PoolConfig {
   std::string name;
   Algorithm algorithm = Algorithm::RoundRobin;
   HashKey hash_key = HashKey::SourceIp;
+  bool hash_key_set = false;  // hash_key was written in the file, not defaulted.
   uint32_t retries = 2;  // Extra backends tried after the first connect fails.
   ProxyProtocol proxy_protocol = ProxyProtocol::Off;
   uint32_t maglev_table_size = kDefaultMaglevTableSize;  // Must be prime.

@@ -101,14 +101,15 @@ ListenerConfig buildListener(const std::string& file, const toml::value& table, 
   }
   listener.bind = *bind;
 
-  listener.protocol =
-      reader.choice<Protocol>("protocol", {{"tcp", Protocol::Tcp}, {"udp", Protocol::Udp}},
-                              Protocol::Tcp);
-  if (listener.protocol == Protocol::Udp) {
-    reader.fail(*reader.find("protocol"),
+  // "udp" is a known word with its own answer; the list of choices names only what works
+  // today, so a typo is never told that udp is an option.
+  const toml::value* protocol = reader.find("protocol");
+  if (protocol != nullptr && protocol->is_string() && protocol->as_string().str == "udp") {
+    reader.fail(*protocol,
                 "protocol \"udp\": UDP listeners are not available in this version; use "
                 "protocol = \"tcp\"");
   }
+  listener.protocol = reader.choice<Protocol>("protocol", {{"tcp", Protocol::Tcp}}, Protocol::Tcp);
 
   source.pool = &reader.requireString("pool", "pool = \"web\"");
   listener.pool = source.pool->as_string().str;
@@ -214,6 +215,7 @@ PoolConfig buildPool(const std::string& file, const std::string& name, const tom
                                           {"source_ip_port", HashKey::SourceIpPort},
                                           {"five_tuple", HashKey::FiveTuple}},
                                          pool.hash_key);
+  pool.hash_key_set = reader.find("hash_key") != nullptr;
   pool.retries = reader.integer("retries", 0, kMaxRetries, pool.retries);
   pool.proxy_protocol = reader.choice<ProxyProtocol>(
       "proxy_protocol",

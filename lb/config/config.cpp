@@ -2,12 +2,15 @@
 
 #include "fulcrum/config.hpp"
 
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <cstdio>
+#include <cstdint>
 #include <cstring>
-#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -15,37 +18,93 @@
 #include <toml.hpp>
 
 #include "config/build.hpp"
+#include "config/prescan.hpp"
 
 namespace fulcrum {
 
 namespace {
 
-struct FileCloser {
-  void operator()(std::FILE* f) const { std::fclose(f); }
+// The largest config file read. Real configs are a few KiB; the cap keeps a wrong path such
+// as a log file or a disk image from being slurped whole.
+constexpr size_t kMaxConfigBytes = size_t{4} << 20;
+
+class FdCloser {
+ public:
+  explicit FdCloser(int fd) : fd_(fd) {}
+  ~FdCloser() { ::close(fd_); }
+  FdCloser(const FdCloser&) = delete;
+  FdCloser& operator=(const FdCloser&) = delete;
+
+ private:
+  int fd_;
 };
 
-// stdio rather than ifstream so a failure keeps its errno: "Permission denied" and "Is a
-// directory" tell an operator what to fix, "cannot read" alone does not.
-std::string readWholeFile(const std::string& path) {
-  errno = 0;
-  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-  if (!file) {
-    throw ConfigError(fmt::format("{}: cannot read: {}", path, std::strerror(errno)));
-  }
+[[noreturn]] void failRead(const std::string& path, int error) {
+  throw ConfigError(fmt::format("{}: cannot read: {}", path, std::strerror(error)));
+}
 
+[[noreturn]] void failTooBig(const std::string& path, std::string_view size) {
+  throw ConfigError(fmt::format("{}: {} bytes is over the {} MiB limit for a config file", path,
+                                size, kMaxConfigBytes >> 20));
+}
+
+// Refuses what is not a regular file (/dev/zero never ends, a FIFO blocks until a writer
+// comes) and files over the cap. A directory keeps its familiar "Is a directory".
+void checkFile(const std::string& path, const struct stat& st) {
+  if (S_ISDIR(st.st_mode)) {
+    failRead(path, EISDIR);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    throw ConfigError(
+        fmt::format("{}: not a regular file; give the path of a TOML file", path));
+  }
+  if (static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) {
+    failTooBig(path, std::to_string(st.st_size));
+  }
+}
+
+// errno is kept in every failure: "Permission denied" tells an operator what to fix,
+// "cannot read" alone does not.
+std::string readWholeFile(const std::string& path) {
+  // stat before open so that opening a device never happens at all (opening some has side
+  // effects); fstat after open closes the gap in which the path could be swapped.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    failRead(path, errno);
+  }
+  checkFile(path, st);
+
+  // O_NONBLOCK so a FIFO swapped in after the stat cannot block the open.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
+    failRead(path, errno);
+  }
+  const FdCloser closer(fd);
+  if (::fstat(fd, &st) != 0) {
+    failRead(path, errno);
+  }
+  checkFile(path, st);
+
+  // Read up to one byte past the cap: a file that grew since the stat is still bounded, and
+  // the extra byte tells it apart from one exactly at the cap.
   std::string text;
-  char buf[8192];
-  for (;;) {
-    const size_t n = std::fread(buf, 1, sizeof(buf), file.get());
-    text.append(buf, n);
-    if (n < sizeof(buf)) {
-      break;
+  text.reserve(static_cast<size_t>(st.st_size) + 1);
+  char buf[65536];
+  while (text.size() <= kMaxConfigBytes) {
+    const size_t want = std::min(sizeof(buf), kMaxConfigBytes + 1 - text.size());
+    const ssize_t n = ::read(fd, buf, want);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      failRead(path, errno);
     }
+    if (n == 0) {
+      return text;
+    }
+    text.append(buf, static_cast<size_t>(n));
   }
-  if (std::ferror(file.get()) != 0) {
-    throw ConfigError(fmt::format("{}: cannot read: {}", path, std::strerror(errno)));
-  }
-  return text;
+  failTooBig(path, fmt::format("more than {}", kMaxConfigBytes));
 }
 
 }  // namespace
@@ -64,6 +123,7 @@ Config loadConfigFile(const std::string& path) {
 }
 
 Config parseConfig(std::string_view text, const std::string& source_name) {
+  config_detail::prescanToml(text, source_name);
   std::istringstream in{std::string(text)};
   toml::value root;
   try {

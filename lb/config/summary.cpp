@@ -3,9 +3,12 @@
 #include "fulcrum/config.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include <fmt/format.h>
+
+#include "balance/ring_hash.hpp"
 
 namespace fulcrum {
 
@@ -36,6 +39,27 @@ std::string describePool(const PoolConfig& pool) {
     text += fmt::format(", proxy_protocol {}", toString(pool.proxy_protocol));
   }
   return text;
+}
+
+// ring_hash builds one ring for the primaries and one for the backups, each of total weight
+// times vnodes points up to the picker's cap; above it the picker scales every backend's
+// points down without saying so. An empty string when the ring fits.
+std::string ringHashCapNote(const PoolConfig& pool, bool backup) {
+  uint64_t weight = 0;
+  for (const BackendConfig& b : pool.backends) {
+    if (b.backup == backup) {
+      weight += b.weight;
+    }
+  }
+  const uint64_t points = weight * pool.ring_hash_vnodes;
+  if (points <= balance::RingHashPicker::kMaxPoints) {
+    return {};
+  }
+  return fmt::format("note: pool {}: the {} ring would have {} points (weight {} x "
+                     "ring_hash_vnodes {}), over the limit of {}; each backend's points are "
+                     "scaled down to fit, so shares are less even\n",
+                     pool.name, backup ? "backup" : "primary", points, weight,
+                     pool.ring_hash_vnodes, balance::RingHashPicker::kMaxPoints);
 }
 
 }  // namespace
@@ -73,6 +97,16 @@ std::string summarize(const Config& config) {
       text += fmt::format("note: pool {}: every backend has weight 0, so it takes no new "
                           "connections\n",
                           pool.name);
+    }
+
+    if (pool.hash_key_set && !usesHash(pool.algorithm)) {
+      text += fmt::format("note: pool {}: hash_key has no effect with algorithm {}; only "
+                          "ring_hash and maglev use it\n",
+                          pool.name, toString(pool.algorithm));
+    }
+    if (pool.algorithm == Algorithm::RingHash) {
+      text += ringHashCapNote(pool, /*backup=*/false);
+      text += ringHashCapNote(pool, /*backup=*/true);
     }
   }
   return text;

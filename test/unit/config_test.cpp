@@ -1,15 +1,24 @@
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "balance/ring_hash.hpp"
+#include "config/prescan.hpp"
 #include "fulcrum/config.hpp"
 
 using namespace fulcrum;
@@ -650,6 +659,227 @@ TEST_CASE("config reports an unreadable file with its reason", "[config]") {
   std::filesystem::remove_all(dir);
 }
 
+// Nesting is refused before toml11, which parses it by recursion: 10,000 levels used to
+// overflow the stack. The error points at the first bracket past the limit.
+TEST_CASE("config refuses arrays and inline tables nested too deep", "[config]") {
+  const std::string arrays = "a = " + std::string(10000, '[') + std::string(10000, ']') + "\n";
+  CHECK(errorOf(arrays) == "x.toml:1:37: arrays and inline tables nested deeper than 32 "
+                           "levels; flatten the structure");
+
+  std::string tables = "[global]\na = ";
+  for (int i = 0; i < 10000; ++i) {
+    tables += "{b=";
+  }
+  tables += "1" + std::string(10000, '}') + "\n";
+  CHECK(errorOf(tables) == "x.toml:2:101: arrays and inline tables nested deeper than 32 "
+                           "levels; flatten the structure");
+
+  // 32 levels pass the pre-scan and reach the model, which names the unknown key.
+  const std::string limit = "a = " + std::string(32, '[') + std::string(32, ']') + "\n";
+  CHECK(errorOf(limit) == "x.toml:1:5: unknown key \"a\" in the top level; allowed keys: "
+                          "global, listener, pool");
+}
+
+// Dotted keys are refused past 16 parts: toml11 is quadratic in their length, and a 50,000
+// part header used to take 40 s.
+TEST_CASE("config refuses keys with too many dotted parts", "[config]") {
+  std::string header = "[x";
+  for (int i = 1; i < 50000; ++i) {
+    header += ".x";
+  }
+  header += "]\n";
+  CHECK(errorOf(header) == "x.toml:1:33: keys with more than 16 dotted parts are not "
+                           "supported; use at most 16, such as pool.web.algorithm");
+
+  // Quoted parts and spaces around the dots count the same.
+  CHECK(errorOf(withRest(R"(
+[global]
+"a" . "b".c.d.e.f.g.h.i.j.k.l.m.n.o.p.q = 1
+)")) == "x.toml:2:38: keys with more than 16 dotted parts are not supported; use at most 16, "
+        "such as pool.web.algorithm");
+
+  // 16 parts pass the pre-scan and reach the model.
+  CHECK(errorOf(withRest(R"(
+[global]
+a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p = 1
+)")) == "x.toml:2:1: unknown key \"a\" in [global]; allowed keys: workers, log_level, "
+        "drain_timeout");
+}
+
+// The pre-scan never counts what is inside strings or comments, and never miscounts a value.
+TEST_CASE("config pre-scan skips strings, comments and values", "[config]") {
+  using fulcrum::config_detail::prescanToml;
+  const std::string deep(40, '[');
+  const std::string dotted = "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s";
+
+  CHECK_NOTHROW(prescanToml("# " + deep + " " + dotted + "\n", "x.toml"));
+  CHECK_NOTHROW(prescanToml("a = \"" + deep + "\\\"" + deep + "\"\n", "x.toml"));
+  CHECK_NOTHROW(prescanToml("\"" + dotted + "\" = '" + dotted + "'\n", "x.toml"));
+  CHECK_NOTHROW(prescanToml("a = \"\"\"\n" + deep + "\\\"\"\"" + deep + "\n\"\"\"\n", "x.toml"));
+  CHECK_NOTHROW(prescanToml("a = '''\n" + deep + "''\n" + dotted + "\n'''\n", "x.toml"));
+  // A literal string ends at its quote even after a backslash: 'C:\' is complete.
+  CHECK_NOTHROW(prescanToml("a = ['C:\\', '" + deep + "']\n", "x.toml"));
+  // Up to two quotes may close a multi-line string together with its delimiter.
+  CHECK_NOTHROW(prescanToml("a = [\"\"\"x\"\"\"\", \"" + deep + "\"]\n", "x.toml"));
+  CHECK_NOTHROW(prescanToml("a = ['''x''''', '" + deep + "']\n", "x.toml"));
+
+  CHECK_NOTHROW(prescanToml(R"(a = 1.5
+b = 1979-05-27T07:32:00.999999Z
+c = "127.0.0.1:80"
+d = ["1.5s", 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5, 9.5, 10.5, 11.5, 12.5, 13.5, 14.5, 15.5, 16.5,
+     17.5, 18.5]
+e = { f.g = 1.5, h.i = 2.5, j.k = 3.5, l.m = 4.5, n.o = 5.5, p.q = 6.5, r.s = 7.5, t.u = 8.5,
+      v.w = 9.5 }
+x.y = 1.5 # 1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18
+)",
+                            "x.toml"));
+
+  // The same text outside a string is refused, so the checks above can fail.
+  CHECK_THROWS_WITH(prescanToml("a = ['C:\\', " + deep + "]]\n", "x.toml"),
+                    "x.toml:1:44: arrays and inline tables nested deeper than 32 levels; "
+                    "flatten the structure");
+  CHECK_THROWS_WITH(prescanToml("x = 1\n" + dotted + " = 1\n", "x.toml"),
+                    "x.toml:2:32: keys with more than 16 dotted parts are not supported; use "
+                    "at most 16, such as pool.web.algorithm");
+}
+
+// Only tcp is offered; "udp" keeps its own message (see above) and other words get the list.
+TEST_CASE("config offers only tcp as a protocol", "[config]") {
+  CHECK(errorOf(R"(
+[[listener]]
+name = "web"
+bind = "127.0.0.1:8080"
+protocol = "TCP"
+pool = "web"
+)") == "x.toml:4:12: listener \"web\": protocol \"TCP\" is not supported; did you mean "
+       "\"tcp\"? expected one of tcp");
+  CHECK(errorOf(R"(
+[[listener]]
+name = "web"
+bind = "127.0.0.1:8080"
+protocol = "quic"
+pool = "web"
+)") == "x.toml:4:12: listener \"web\": protocol \"quic\" is not supported; expected one of tcp");
+  CHECK(errorOf(R"(
+[[listener]]
+name = "web"
+bind = "127.0.0.1:8080"
+protocol = 17
+pool = "web"
+)") == "x.toml:4:12: listener \"web\": protocol is an integer; expected a string, one of tcp");
+}
+
+namespace {
+
+// A fresh temp dir, removed with everything in it when the test ends, pass or fail.
+class TempDir {
+ public:
+  TempDir() {
+    char name[] = "/tmp/fulcrum-config-test-XXXXXX";
+    const char* made = mkdtemp(name);
+    REQUIRE(made != nullptr);
+    path_ = made;
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  std::string file(std::string_view name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace
+
+// Devices never end or never start: /dev/zero used to grow the process to gigabytes.
+TEST_CASE("config refuses a path that is not a regular file", "[config]") {
+  CHECK_THROWS_WITH(loadConfigFile("/dev/null"),
+                    "/dev/null: not a regular file; give the path of a TOML file");
+  CHECK_THROWS_WITH(loadConfigFile("/dev/zero"),
+                    "/dev/zero: not a regular file; give the path of a TOML file");
+
+  // A symlink is followed: to a device it is refused, to a file it loads.
+  const TempDir dir;
+  const std::string to_null = dir.file("null.toml");
+  std::filesystem::create_symlink("/dev/null", to_null);
+  CHECK_THROWS_WITH(loadConfigFile(to_null),
+                    to_null + ": not a regular file; give the path of a TOML file");
+  const std::string real = dir.file("real.toml");
+  {
+    std::FILE* f = std::fopen(real.c_str(), "w");
+    REQUIRE(f != nullptr);
+    std::fputs(toml(kRest).c_str(), f);
+    std::fclose(f);
+  }
+  const std::string link = dir.file("link.toml");
+  std::filesystem::create_symlink(real, link);
+  CHECK(loadConfigFile(link).listeners.size() == 1);
+}
+
+// A FIFO used to block the load until a writer came. The helper thread plays that writer if
+// the load ever waits for one, so a regression fails the test instead of hanging it.
+TEST_CASE("config refuses a FIFO without waiting for a writer", "[config]") {
+  const TempDir dir;
+  const std::string fifo = dir.file("fifo.toml");
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done && std::chrono::steady_clock::now() < deadline) {
+      // Succeeds only while a reader has the FIFO open.
+      const int fd = open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+      if (fd >= 0) {
+        close(fd);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+
+  std::string error = "(accepted)";
+  try {
+    loadConfigFile(fifo);
+  } catch (const ConfigError& e) {
+    error = e.what();
+  }
+  done = true;
+  writer.join();
+  CHECK(error == fifo + ": not a regular file; give the path of a TOML file");
+}
+
+// Files over 4 MiB are refused by size before any byte is read; exactly 4 MiB still loads.
+TEST_CASE("config refuses a file over 4 MiB", "[config]") {
+  const TempDir dir;
+  const std::string big = dir.file("big.toml");
+  {
+    std::FILE* f = std::fopen(big.c_str(), "w");
+    REQUIRE(f != nullptr);
+    std::fclose(f);
+  }
+  std::filesystem::resize_file(big, 5 * 1024 * 1024);
+  CHECK_THROWS_WITH(loadConfigFile(big),
+                    big + ": 5242880 bytes is over the 4 MiB limit for a config file");
+
+  std::filesystem::resize_file(big, 4 * 1024 * 1024 + 1);
+  CHECK_THROWS_WITH(loadConfigFile(big),
+                    big + ": 4194305 bytes is over the 4 MiB limit for a config file");
+
+  // A valid config padded with a comment to exactly the limit.
+  const std::string fits = dir.file("fits.toml");
+  std::string text = toml(kRest) + "# ";
+  text += std::string(4 * 1024 * 1024 - text.size() - 1, 'x') + "\n";
+  REQUIRE(text.size() == 4 * 1024 * 1024);
+  {
+    std::FILE* f = std::fopen(fits.c_str(), "w");
+    REQUIRE(f != nullptr);
+    REQUIRE(std::fwrite(text.data(), 1, text.size(), f) == text.size());
+    std::fclose(f);
+  }
+  CHECK(loadConfigFile(fits).listeners.size() == 1);
+}
+
 // ---- Good inputs. ----
 
 // Only the required keys: every default comes from the model.
@@ -865,6 +1095,121 @@ backends = [{ address = "127.0.0.1:7101", weight = 0 }]
         "which 1 backup)\n"
         "note: pool spare is not used by any listener\n"
         "note: pool spare: every backend has weight 0, so it takes no new connections\n");
+}
+
+// hash_key is remembered as written, and noted where the algorithm ignores it.
+TEST_CASE("summarize notes a hash_key the algorithm ignores", "[config]") {
+  const Config config = parseConfig(toml(R"(
+[[listener]]
+name = "a"
+bind = "127.0.0.1:0"
+pool = "rr"
+
+[[listener]]
+name = "b"
+bind = "127.0.0.1:0"
+pool = "mg"
+
+[[listener]]
+name = "c"
+bind = "127.0.0.1:0"
+pool = "lc"
+
+[pool.rr]
+hash_key = "five_tuple"
+backends = [{ address = "127.0.0.1:7001" }]
+
+[pool.mg]
+algorithm = "maglev"
+hash_key = "source_ip_port"
+backends = [{ address = "127.0.0.1:7002" }]
+
+[pool.lc]
+algorithm = "least_conn"
+backends = [{ address = "127.0.0.1:7003" }]
+)"),
+                                    "x.toml");
+  REQUIRE(config.pools.size() == 3);
+  CHECK(config.pools[0].hash_key_set);
+  CHECK(config.pools[1].hash_key_set);
+  CHECK_FALSE(config.pools[2].hash_key_set);
+
+  CHECK(summarize(config) ==
+        "config ok: 3 listeners, 3 pools, 3 backends, " +
+            fmt::format("{} {} (one per CPU)\n", effectiveWorkers(config.global),
+                        effectiveWorkers(config.global) == 1 ? "worker" : "workers") +
+            "listener a tcp 127.0.0.1:0 -> pool rr (round_robin, 1 backend)\n"
+            "listener b tcp 127.0.0.1:0 -> pool mg (maglev, hash source_ip_port, 1 backend)\n"
+            "listener c tcp 127.0.0.1:0 -> pool lc (least_conn, 1 backend)\n"
+            "note: pool rr: hash_key has no effect with algorithm round_robin; only ring_hash "
+            "and maglev use it\n");
+}
+
+namespace {
+
+// A ring_hash pool whose backends have the given weights, with the given vnodes.
+Config ringPool(const std::vector<std::pair<uint32_t, bool>>& backends, uint32_t vnodes) {
+  std::string text = fmt::format(R"([[listener]]
+name = "web"
+bind = "127.0.0.1:8080"
+pool = "web"
+
+[global]
+workers = 1
+
+[pool.web]
+algorithm = "ring_hash"
+ring_hash_vnodes = {}
+backends = [
+)",
+                                 vnodes);
+  for (size_t i = 0; i < backends.size(); ++i) {
+    text += fmt::format("  {{ address = \"127.0.0.1:{}\", weight = {}, backup = {} }},\n",
+                        7001 + i, backends[i].first, backends[i].second);
+  }
+  return parseConfig(text + "]\n", "x.toml");
+}
+
+// Points the real picker puts on the ring for the primaries of a pool.
+size_t primaryRingPoints(const PoolConfig& pool) {
+  std::vector<balance::Candidate> candidates;
+  for (const BackendConfig& b : pool.backends) {
+    if (!b.backup) {
+      candidates.push_back({b.address.toString(), b.weight, nullptr});
+    }
+  }
+  return balance::RingHashPicker(std::move(candidates), pool.ring_hash_vnodes).pointCount();
+}
+
+}  // namespace
+
+// The ring picker caps its points and scales down silently; check says so, per ring, from
+// the same constant the picker uses.
+TEST_CASE("summarize notes a ring_hash pool over the ring's point limit", "[config]") {
+  const std::string head =
+      "config ok: 1 listener, 1 pool, 3 backends, 1 worker\n"
+      "listener web tcp 127.0.0.1:8080 -> pool web (ring_hash, hash source_ip, 3 backends";
+
+  // 2048 x 512 is exactly 2^20: the ring is full but nothing is scaled.
+  const Config at_cap = ringPool({{1000, false}, {1000, false}, {48, false}}, 512);
+  CHECK(primaryRingPoints(at_cap.pools[0]) == balance::RingHashPicker::kMaxPoints);
+  CHECK(summarize(at_cap) == head + ")\n");
+
+  const Config over = ringPool({{1000, false}, {1000, false}, {49, false}}, 512);
+  CHECK(primaryRingPoints(over.pools[0]) < 2049u * 512u);
+  CHECK(summarize(over) ==
+        head + ")\n"
+               "note: pool web: the primary ring would have 1049088 points (weight 2049 x "
+               "ring_hash_vnodes 512), over the limit of 1048576; each backend's points are "
+               "scaled down to fit, so shares are less even\n");
+
+  // Backups have a ring of their own, so only the backup ring is over here.
+  const Config backups = ringPool({{1000, false}, {1000, true}, {1000, true}}, 1000);
+  CHECK(summarize(backups) ==
+        head + " of which 2 backup)\n"
+               "note: pool web: the backup ring would have 2000000 points (weight 2000 x "
+               "ring_hash_vnodes 1000), over the limit of 1048576; each backend's points are "
+               "scaled down to fit, so shares are less even\n");
 }
 
 // ---- Shipped configs. ----
