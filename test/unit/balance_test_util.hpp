@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -89,6 +90,34 @@ inline double maxShareError(const std::vector<size_t>& counts,
     worst = error > worst ? error : worst;
   }
   return worst;
+}
+
+// A pool of up to four candidates whose active-session counters the test sets directly.
+struct FixedLoadPool {
+  std::atomic<uint32_t> active[4];
+  std::vector<Candidate> candidates;
+
+  FixedLoadPool(std::vector<uint32_t> weights, std::vector<uint32_t> loads)
+      : candidates(candidatesWithWeights(weights)) {
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      active[i].store(loads[i]);
+      candidates[i].active = &active[i];
+    }
+  }
+};
+
+// The backend key each flow lands on, so pickers over different lists can be compared.
+inline std::vector<std::string> chosenKeys(const Picker& picker,
+                                           const std::vector<Candidate>& list,
+                                           const std::vector<uint64_t>& hashes,
+                                           std::span<const uint8_t> excluded = {}) {
+  std::vector<std::string> out;
+  out.reserve(hashes.size());
+  for (uint64_t h : hashes) {
+    const uint32_t index = picker.pick(h, excluded);
+    out.push_back(index == Picker::kNone ? std::string("none") : list[index].key);
+  }
+  return out;
 }
 
 }  // namespace fulcrum::balance::testing

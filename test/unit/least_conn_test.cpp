@@ -12,27 +12,9 @@
 using namespace fulcrum::balance;
 using namespace fulcrum::balance::testing;
 
-namespace {
-
-// A pool whose active counters the test sets directly.
-struct Pool {
-  std::atomic<uint32_t> active[4];
-  std::vector<Candidate> candidates;
-
-  Pool(std::vector<uint32_t> weights, std::vector<uint32_t> loads)
-      : candidates(candidatesWithWeights(weights)) {
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      active[i].store(loads[i]);
-      candidates[i].active = &active[i];
-    }
-  }
-};
-
-}  // namespace
-
 // The backend with the fewest sessions gets the flow, every time.
 TEST_CASE("least_conn picks the least loaded backend", "[balance][least_conn]") {
-  Pool pool({1, 1, 1}, {5, 2, 7});
+  FixedLoadPool pool({1, 1, 1}, {5, 2, 7});
   const LeastConnPicker picker(pool.candidates);
   for (int i = 0; i < 30; ++i) {
     REQUIRE(picker.pick(0, {}) == 1);
@@ -41,7 +23,7 @@ TEST_CASE("least_conn picks the least loaded backend", "[balance][least_conn]") 
 
 // Load is measured per unit of weight: 4 sessions on weight 4 is lighter than 2 on weight 1.
 TEST_CASE("least_conn divides load by weight", "[balance][least_conn]") {
-  Pool pool({4, 1}, {4, 2});
+  FixedLoadPool pool({4, 1}, {4, 2});
   const LeastConnPicker picker(pool.candidates);
   for (int i = 0; i < 10; ++i) {
     REQUIRE(picker.pick(0, {}) == 0);
@@ -55,7 +37,7 @@ TEST_CASE("least_conn divides load by weight", "[balance][least_conn]") {
 
 // Weights count from the first flow: an idle 3:1 pool fills 3:1, not 1:1.
 TEST_CASE("least_conn follows weights from an idle start", "[balance][least_conn]") {
-  Pool pool({3, 1}, {0, 0});
+  FixedLoadPool pool({3, 1}, {0, 0});
   const LeastConnPicker picker(pool.candidates);
   std::vector<uint32_t> picks;
   for (int i = 0; i < 8; ++i) {
@@ -68,7 +50,7 @@ TEST_CASE("least_conn follows weights from an idle start", "[balance][least_conn
 
 // Equally loaded backends take turns rather than the first one taking every flow.
 TEST_CASE("least_conn rotates ties", "[balance][least_conn]") {
-  Pool pool({1, 1, 1, 1}, {3, 3, 3, 3});
+  FixedLoadPool pool({1, 1, 1, 1}, {3, 3, 3, 3});
   const LeastConnPicker picker(pool.candidates);
 
   std::vector<uint32_t> picks;
@@ -84,7 +66,7 @@ TEST_CASE("least_conn rotates ties", "[balance][least_conn]") {
 
 // Ties rotate only among the least loaded; a busier backend never joins the rotation.
 TEST_CASE("least_conn rotates only among the least loaded", "[balance][least_conn]") {
-  Pool pool({1, 1, 1, 1}, {1, 0, 1, 0});
+  FixedLoadPool pool({1, 1, 1, 1}, {1, 0, 1, 0});
   const LeastConnPicker picker(pool.candidates);
   std::vector<uint32_t> picks;
   for (int i = 0; i < 40; ++i) {
@@ -96,7 +78,7 @@ TEST_CASE("least_conn rotates only among the least loaded", "[balance][least_con
 
 // An excluded backend is passed over even when it is the least loaded.
 TEST_CASE("least_conn skips an excluded least loaded backend", "[balance][least_conn]") {
-  Pool pool({1, 1, 1}, {0, 4, 2});
+  FixedLoadPool pool({1, 1, 1}, {0, 4, 2});
   const LeastConnPicker picker(pool.candidates);
   const std::vector<uint8_t> excluded = {1, 0, 0};
   for (int i = 0; i < 10; ++i) {

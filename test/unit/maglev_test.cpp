@@ -20,18 +20,6 @@ namespace {
 constexpr size_t kKeys = 100000;
 constexpr uint32_t kSize = 65537;
 
-std::vector<std::string> chosenKeys(const Picker& picker, const std::vector<Candidate>& list,
-                                    const std::vector<uint64_t>& hashes,
-                                    std::span<const uint8_t> excluded = {}) {
-  std::vector<std::string> out;
-  out.reserve(hashes.size());
-  for (uint64_t h : hashes) {
-    const uint32_t index = picker.pick(h, excluded);
-    out.push_back(index == Picker::kNone ? std::string("none") : list[index].key);
-  }
-  return out;
-}
-
 std::vector<size_t> slotsPerCandidate(const std::vector<uint32_t>& table, size_t candidates) {
   return countPicks(table, candidates);
 }

@@ -14,19 +14,6 @@ using namespace fulcrum::balance::testing;
 
 namespace {
 
-struct Pool {
-  std::atomic<uint32_t> active[4];
-  std::vector<Candidate> candidates;
-
-  Pool(std::vector<uint32_t> weights, std::vector<uint32_t> loads)
-      : candidates(candidatesWithWeights(weights)) {
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      active[i].store(loads[i]);
-      candidates[i].active = &active[i];
-    }
-  }
-};
-
 std::vector<size_t> countManyPicks(const Picker& picker, size_t picks, size_t candidates,
                                    std::span<const uint8_t> excluded = {}) {
   std::vector<uint32_t> out;
@@ -40,7 +27,7 @@ std::vector<size_t> countManyPicks(const Picker& picker, size_t picks, size_t ca
 
 // The two draws are distinct, so with two backends the lighter one wins every time.
 TEST_CASE("random_two with two backends always takes the lighter", "[balance][random_two]") {
-  Pool pool({1, 1}, {10, 3});
+  FixedLoadPool pool({1, 1}, {10, 3});
   const RandomTwoPicker picker(pool.candidates);
   const auto counts = countManyPicks(picker, 1000, 2);
   CHECK(counts[0] == 0);
@@ -49,7 +36,7 @@ TEST_CASE("random_two with two backends always takes the lighter", "[balance][ra
 
 // The most loaded of three never wins a comparison, so it never gets a flow.
 TEST_CASE("random_two never picks the most loaded of three", "[balance][random_two]") {
-  Pool pool({1, 1, 1}, {50, 0, 0});
+  FixedLoadPool pool({1, 1, 1}, {50, 0, 0});
   const RandomTwoPicker picker(pool.candidates);
   const auto counts = countManyPicks(picker, 10000, 3);
   CHECK(counts[0] == 0);
@@ -59,7 +46,7 @@ TEST_CASE("random_two never picks the most loaded of three", "[balance][random_t
 
 // Loads compare per unit of weight: 6 sessions on weight 3 beat 3 on weight 1.
 TEST_CASE("random_two divides load by weight", "[balance][random_two]") {
-  Pool pool({3, 1}, {6, 3});
+  FixedLoadPool pool({3, 1}, {6, 3});
   const RandomTwoPicker picker(pool.candidates);
   const auto counts = countManyPicks(picker, 1000, 2);
   CHECK(counts[0] == 1000);

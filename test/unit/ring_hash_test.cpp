@@ -19,19 +19,6 @@ namespace {
 constexpr size_t kKeys = 100000;
 constexpr uint32_t kVnodes = 160;
 
-// The backend key each flow lands on, so pickers over different lists can be compared.
-std::vector<std::string> chosenKeys(const Picker& picker, const std::vector<Candidate>& list,
-                                    const std::vector<uint64_t>& hashes,
-                                    std::span<const uint8_t> excluded = {}) {
-  std::vector<std::string> out;
-  out.reserve(hashes.size());
-  for (uint64_t h : hashes) {
-    const uint32_t index = picker.pick(h, excluded);
-    out.push_back(index == Picker::kNone ? std::string("none") : list[index].key);
-  }
-  return out;
-}
-
 }  // namespace
 
 // Rebuilding without one of N backends moves at most 1/N + 2% of the keys.
