@@ -223,6 +223,22 @@ def wait_closed(sock, timeout):
     return kind, time.monotonic() - t0
 
 
+def read_until_closed(sock):
+    """Reads and discards until the stream ends: returns (bytes read, kind) with kind 'eof',
+    'reset' or 'timeout' (the socket's own timeout)."""
+    got = 0
+    try:
+        while True:
+            data = sock.recv(1 << 16)
+            if not data:
+                return got, "eof"
+            got += len(data)
+    except ConnectionResetError:
+        return got, "reset"
+    except (TimeoutError, socket.timeout):
+        return got, "timeout"
+
+
 # --- Streams ----------------------------------------------------------------------------------
 
 def stream_chunks(seed, size, chunk=CHUNK):

@@ -7,8 +7,8 @@ incomplete; turning that into a clean EOF would let a truncated transfer pass fo
 one.
 """
 
-from backends import (Backend, check, connect, recv_line, set_linger_rst, tcp_config,
-                      wait_closed)
+from backends import (Backend, check, connect, read_until_closed, recv_line, set_linger_rst,
+                      tcp_config, wait_closed)
 from fulcrum_it import Fulcrum, run_tests
 
 ROUNDS = 5
@@ -71,7 +71,6 @@ def test_backend_reset_reaches_client():
     backend.kill()
 
 
-
 # A backend that aborts in the middle of a 4 MB reply must not look like a finished reply:
 # the client gets ECONNRESET after at most the bytes sent, never a clean EOF.
 def test_backend_reset_mid_transfer():
@@ -88,18 +87,7 @@ def test_backend_reset_mid_transfer():
     for i in range(ROUNDS):
         s = connect(fulcrum.addr("front"), timeout=10)
         s.sendall(b"send it\n")
-        got, kind = 0, None
-        try:
-            while True:
-                data = s.recv(1 << 16)
-                if not data:
-                    kind = "eof"
-                    break
-                got += len(data)
-        except ConnectionResetError:
-            kind = "reset"
-        except TimeoutError:
-            kind = "timeout"
+        got, kind = read_until_closed(s)
         s.close()
         check(kind == "reset", f"round {i}: the backend reset after sending {size} bytes; "
               f"the client read {got} bytes and then saw '{kind}' (a truncated reply must "
@@ -117,16 +105,8 @@ def test_client_reset_mid_transfer():
     size = 4 << 20
 
     def handler(conn, backend):
-        got = 0
-        try:
-            while True:
-                data = conn.recv(1 << 16)
-                if not data:
-                    backend.report(("eof", got))
-                    return
-                got += len(data)
-        except ConnectionResetError:
-            backend.report(("reset", got))
+        got, kind = read_until_closed(conn)
+        backend.report((kind, got))
 
     backend = Backend(handler)
     fulcrum = Fulcrum(tcp_config([backend]))
