@@ -71,4 +71,74 @@ const char* toString(ProxyProtocol v) {
   return "unknown";
 }
 
+const char* toString(TableFullPolicy v) {
+  switch (v) {
+    case TableFullPolicy::DropNew:
+      return "drop_new";
+    case TableFullPolicy::EvictOldest:
+      return "evict_oldest";
+  }
+  return "unknown";
+}
+
+const char* toString(HealthCheckType v) {
+  switch (v) {
+    case HealthCheckType::None:
+      return "none";
+    case HealthCheckType::Tcp:
+      return "tcp";
+    case HealthCheckType::TcpExpect:
+      return "tcp_expect";
+    case HealthCheckType::Http:
+      return "http";
+    case HealthCheckType::UdpExpect:
+      return "udp_expect";
+  }
+  return "unknown";
+}
+
+const char* toString(ExpectMatch v) {
+  switch (v) {
+    case ExpectMatch::Contains:
+      return "contains";
+    case ExpectMatch::Prefix:
+      return "prefix";
+    case ExpectMatch::Exact:
+      return "exact";
+  }
+  return "unknown";
+}
+
+const char* toString(OnDown v) {
+  switch (v) {
+    case OnDown::Continue:
+      return "continue";
+    case OnDown::Close:
+      return "close";
+  }
+  return "unknown";
+}
+
+const char* toString(AllDownPolicy v) {
+  switch (v) {
+    case AllDownPolicy::Refuse:
+      return "refuse";
+    case AllDownPolicy::All:
+      return "all";
+  }
+  return "unknown";
+}
+
+const char* toString(AdminState v) {
+  switch (v) {
+    case AdminState::Enabled:
+      return "enabled";
+    case AdminState::Draining:
+      return "draining";
+    case AdminState::Disabled:
+      return "disabled";
+  }
+  return "unknown";
+}
+
 }  // namespace fulcrum

@@ -33,10 +33,53 @@ struct GlobalConfig {
   Millis drain_timeout{30000};
 };
 
+// An inclusive range of HTTP status codes a check accepts, such as 200-299.
+struct StatusRange {
+  uint16_t low = 200;
+  uint16_t high = 399;
+};
+
+// Active and passive health checking of one backend. A pool's [pool.NAME.health] table gives
+// the defaults; a backend's own `health = { ... }` overrides the timing keys and the target.
+// Each BackendConfig carries the resolved result, so the checker reads one struct per backend.
+struct HealthCheckConfig {
+  HealthCheckType type = HealthCheckType::None;
+  Millis interval{2000};       // Between probes while the state is settled.
+  Millis fast_interval{2000};  // Between probes while a change is in progress (defaults to
+                               // interval).
+  Millis timeout{1000};        // Per probe; must not exceed interval.
+  Millis jitter{0};            // Each wait is lengthened by a random 0..jitter.
+  uint32_t rise = 2;           // Consecutive passes that bring a down backend up.
+  uint32_t fall = 3;           // Consecutive failures that take an up backend down.
+
+  // Where probes go: the backend's address, or the override (as with Patroni's REST port).
+  Endpoint target;
+
+  // tcp_expect / udp_expect: bytes sent, and bytes the answer must match.
+  std::string send;
+  std::string expect;
+  ExpectMatch match = ExpectMatch::Contains;
+
+  // http.
+  std::string http_method = "GET";
+  std::string http_path = "/";
+  std::string http_host;  // Empty: the target address.
+  std::vector<StatusRange> http_status{StatusRange{200, 399}};
+  std::string http_body;  // Substring the body must contain; empty: any body.
+
+  // Passive detection: this many consecutive connect failures, timeouts or ICMP errors seen
+  // by the data plane take the backend down at once (0 = off). Without an active check, a
+  // passively downed backend returns after passive_cooldown.
+  uint32_t passive_failures = 3;
+  Millis passive_cooldown{10000};
+};
+
 struct BackendConfig {
   Endpoint address;
   uint32_t weight = 1;  // 0..kMaxWeight; 0 = takes no new flows.
   bool backup = false;  // Takes flows only while no primary backend can.
+  AdminState state = AdminState::Enabled;  // Initial operator state.
+  HealthCheckConfig health;  // Pool defaults with this backend's overrides applied.
 };
 
 struct PoolConfig {
@@ -48,6 +91,10 @@ struct PoolConfig {
   ProxyProtocol proxy_protocol = ProxyProtocol::Off;
   uint32_t maglev_table_size = kDefaultMaglevTableSize;  // Must be prime.
   uint32_t ring_hash_vnodes = kDefaultRingHashVnodes;
+  Millis slow_start{0};  // A recovered backend's weight ramps from 1/10 to full over this.
+  OnDown on_down = OnDown::Continue;
+  AllDownPolicy all_down = AllDownPolicy::Refuse;
+  HealthCheckConfig health;  // Pool defaults (target unset); see BackendConfig::health.
   std::vector<BackendConfig> backends;
 };
 
@@ -57,10 +104,19 @@ struct ListenerConfig {
   Protocol protocol = Protocol::Tcp;
   std::string pool;
   Millis connect_timeout{2000};
-  Millis idle_timeout{300000};
-  uint32_t max_connections = 10000;  // Across all workers.
-  uint32_t backlog = 1024;
+  Millis idle_timeout{300000};  // UDP listeners default to kDefaultUdpIdleTimeout.
+  uint32_t max_connections = 10000;  // TCP: open sessions across all workers.
+  uint32_t backlog = 1024;           // TCP only.
+
+  // UDP only.
+  uint32_t max_sessions = 10000;  // Session table size across all workers.
+  uint32_t replies = 0;           // Replies expected per client datagram; 0 = unlimited.
+                                  // Once every datagram got its replies, the session ends.
+  TableFullPolicy table_full = TableFullPolicy::DropNew;
 };
+
+inline constexpr Millis kDefaultUdpIdleTimeout{30000};
+inline constexpr uint32_t kMaxUdpSessions = 1000000;
 
 struct Config {
   std::string source;  // File name the config came from.

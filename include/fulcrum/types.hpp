@@ -18,10 +18,34 @@ enum class HashKey { SourceIp, SourceIpPort, FiveTuple };
 
 enum class ProxyProtocol { Off, V1, V2 };
 
+// What a UDP listener does with a datagram from a new client when its session table is full.
+enum class TableFullPolicy { DropNew, EvictOldest };
+
+// The active probe a pool runs against each backend.
+enum class HealthCheckType { None, Tcp, TcpExpect, Http, UdpExpect };
+
+// How a tcp_expect / udp_expect answer is compared with the expected bytes.
+enum class ExpectMatch { Contains, Prefix, Exact };
+
+// What happens to open sessions of a backend that goes down.
+enum class OnDown { Continue, Close };
+
+// What a pool does when no backend is up.
+enum class AllDownPolicy { Refuse, All };
+
+// Operator-set state of a backend; health is tracked separately.
+enum class AdminState { Enabled, Draining, Disabled };
+
 const char* toString(LogLevel v);
 const char* toString(Protocol v);
 const char* toString(Algorithm v);
 const char* toString(HashKey v);
 const char* toString(ProxyProtocol v);
+const char* toString(TableFullPolicy v);
+const char* toString(HealthCheckType v);
+const char* toString(ExpectMatch v);
+const char* toString(OnDown v);
+const char* toString(AllDownPolicy v);
+const char* toString(AdminState v);
 
 }  // namespace fulcrum

@@ -2,6 +2,8 @@
 
 #include "config/build.hpp"
 
+#include <array>
+
 #include <fmt/format.h>
 
 #include "config/toml_reader.hpp"
@@ -15,6 +17,7 @@ constexpr uint32_t kMaxConnections = 1000000;
 constexpr uint32_t kMaxBacklog = 65535;
 constexpr uint32_t kMinMaglevTableSize = 7;
 constexpr uint32_t kMaxRingHashVnodes = 1000;
+constexpr uint32_t kMaxUdpReplies = 1000000;
 
 constexpr std::string_view kBackendExample = "{ address = \"127.0.0.1:7001\" }";
 
@@ -85,7 +88,8 @@ ListenerConfig buildListener(const std::string& file, const toml::value& table, 
     reader.setContext(fmt::format("listener \"{}\"", name_value->as_string().str));
   }
   reader.rejectUnknownKeys({"name", "bind", "protocol", "pool", "connect_timeout", "idle_timeout",
-                            "max_connections", "backlog"});
+                            "max_connections", "backlog", "replies", "max_sessions",
+                            "table_full"});
 
   ListenerConfig listener;
   source.name = &reader.requireString("name", "name = \"web\"");
@@ -101,30 +105,53 @@ ListenerConfig buildListener(const std::string& file, const toml::value& table, 
   }
   listener.bind = *bind;
 
-  // "udp" is a known word with its own answer; the list of choices names only what works
-  // today, so a typo is never told that udp is an option.
-  const toml::value* protocol = reader.find("protocol");
-  if (protocol != nullptr && protocol->is_string() && protocol->as_string().str == "udp") {
-    reader.fail(*protocol,
-                "protocol \"udp\": UDP listeners are not available in this version; use "
-                "protocol = \"tcp\"");
-  }
-  listener.protocol = reader.choice<Protocol>("protocol", {{"tcp", Protocol::Tcp}}, Protocol::Tcp);
+  listener.protocol = reader.choice<Protocol>("protocol", {{"tcp", Protocol::Tcp},
+                                                           {"udp", Protocol::Udp}},
+                                              Protocol::Tcp);
+  source.protocol = reader.find("protocol");
 
   source.pool = &reader.requireString("pool", "pool = \"web\"");
   listener.pool = source.pool->as_string().str;
 
+  // Keys that mean something for one protocol only are refused on the other, so a setting
+  // the operator believes in never silently does nothing.
+  const bool udp = listener.protocol == Protocol::Udp;
+  const std::string_view kind = udp ? "UDP" : "TCP";
+  static constexpr std::array<std::string_view, 3> kTcpOnly = {"connect_timeout",
+                                                               "max_connections", "backlog"};
+  static constexpr std::array<std::string_view, 3> kUdpOnly = {"replies", "max_sessions",
+                                                               "table_full"};
+  const std::array<std::string_view, 3>& other_keys = udp ? kTcpOnly : kUdpOnly;
+  for (std::string_view key : other_keys) {
+    if (const toml::value* value = reader.find(key)) {
+      reader.fail(*value, fmt::format("{} does not apply to {} listeners; remove it{}", key, kind,
+                                      udp ? " (UDP listeners use max_sessions, replies and "
+                                            "table_full)"
+                                          : " or set protocol = \"udp\""));
+    }
+  }
+
   listener.connect_timeout =
       reader.duration("connect_timeout", listener.connect_timeout, /*positive=*/true);
-  listener.idle_timeout = reader.duration("idle_timeout", listener.idle_timeout, true);
+  listener.idle_timeout =
+      reader.duration("idle_timeout", udp ? kDefaultUdpIdleTimeout : listener.idle_timeout, true);
   listener.max_connections =
       reader.integer("max_connections", 1, kMaxConnections, listener.max_connections);
   listener.backlog = reader.integer("backlog", 1, kMaxBacklog, listener.backlog);
+  listener.max_sessions =
+      reader.integer("max_sessions", 1, kMaxUdpSessions, listener.max_sessions);
+  listener.replies = reader.integer("replies", 0, kMaxUdpReplies, listener.replies,
+                                    "(0 = unlimited)");
+  listener.table_full = reader.choice<TableFullPolicy>(
+      "table_full",
+      {{"drop_new", TableFullPolicy::DropNew}, {"evict_oldest", TableFullPolicy::EvictOldest}},
+      listener.table_full);
   return listener;
 }
 
 BackendConfig buildBackend(const std::string& file, const TableReader& pool_reader,
-                           const toml::value& entry, size_t index, PoolSource& source) {
+                           const toml::value& entry, size_t index, const HealthDefaults& health,
+                           PoolSource& source) {
   const std::string context = fmt::format("{} backend #{}", pool_reader.context(), index + 1);
   if (!entry.is_table()) {
     pool_reader.fail(entry, fmt::format("backend #{} is {}; expected an inline table such as {}",
@@ -132,7 +159,7 @@ BackendConfig buildBackend(const std::string& file, const TableReader& pool_read
   }
 
   TableReader reader(file, entry, context);
-  reader.rejectUnknownKeys({"address", "weight", "backup"});
+  reader.rejectUnknownKeys({"address", "weight", "backup", "state", "health"});
   BackendConfig backend;
 
   const toml::value& address = reader.requireString("address", "address = \"127.0.0.1:7001\"");
@@ -161,11 +188,18 @@ BackendConfig buildBackend(const std::string& file, const TableReader& pool_read
   backend.weight = reader.integer("weight", 0, kMaxWeight, backend.weight,
                                   "(0 = takes no new flows)");
   backend.backup = reader.boolean("backup", backend.backup);
+  backend.state = reader.choice<AdminState>("state",
+                                            {{"enabled", AdminState::Enabled},
+                                             {"draining", AdminState::Draining},
+                                             {"disabled", AdminState::Disabled}},
+                                            backend.state);
+  applyHealthOverrides(file, reader.find("health"), context + " health", backend.address, health,
+                       backend.health);
   return backend;
 }
 
-void buildBackends(const std::string& file, const TableReader& reader, PoolConfig& pool,
-                   PoolSource& source) {
+void buildBackends(const std::string& file, const TableReader& reader,
+                   const HealthDefaults& health, PoolConfig& pool, PoolSource& source) {
   const std::string example = fmt::format("backends = [{}]", kBackendExample);
   const toml::value* backends = reader.find("backends");
   if (backends == nullptr) {
@@ -190,7 +224,7 @@ void buildBackends(const std::string& file, const TableReader& reader, PoolConfi
   }
 
   for (size_t i = 0; i < entries.size(); ++i) {
-    pool.backends.push_back(buildBackend(file, reader, entries[i], i, source));
+    pool.backends.push_back(buildBackend(file, reader, entries[i], i, health, source));
   }
 }
 
@@ -198,7 +232,8 @@ PoolConfig buildPool(const std::string& file, const std::string& name, const tom
                      PoolSource& source) {
   TableReader reader(file, table, fmt::format("pool \"{}\"", name));
   reader.rejectUnknownKeys({"algorithm", "hash_key", "retries", "proxy_protocol",
-                            "maglev_table_size", "ring_hash_vnodes", "backends"});
+                            "maglev_table_size", "ring_hash_vnodes", "slow_start", "on_down",
+                            "all_down", "health", "backends"});
   PoolConfig pool;
   pool.name = name;
   source.table = &table;
@@ -235,7 +270,22 @@ PoolConfig buildPool(const std::string& file, const std::string& name, const tom
   pool.ring_hash_vnodes =
       reader.integer("ring_hash_vnodes", 1, kMaxRingHashVnodes, pool.ring_hash_vnodes);
 
-  buildBackends(file, reader, pool, source);
+  pool.slow_start = reader.duration("slow_start", pool.slow_start, /*positive=*/false);
+  pool.on_down = reader.choice<OnDown>("on_down",
+                                       {{"continue", OnDown::Continue}, {"close", OnDown::Close}},
+                                       pool.on_down);
+  pool.all_down = reader.choice<AllDownPolicy>(
+      "all_down", {{"refuse", AllDownPolicy::Refuse}, {"all", AllDownPolicy::All}},
+      pool.all_down);
+
+  HealthDefaults health;
+  if (const toml::value* health_table = reader.find("health")) {
+    requireTable(reader, "health", *health_table, fmt::format("[pool.{}.health]", name));
+    health = buildHealth(file, *health_table, fmt::format("[pool.{}.health]", name));
+  }
+  pool.health = health.health;
+
+  buildBackends(file, reader, health, pool, source);
   return pool;
 }
 

@@ -4,6 +4,7 @@
 // document, then check what only the whole model can tell. Each stage throws ConfigError
 // with "FILE:LINE:COLUMN: ..." and stops at the first problem it finds.
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,7 @@ struct ListenerSource {
   const toml::value* name = nullptr;
   const toml::value* bind = nullptr;
   const toml::value* pool = nullptr;
+  const toml::value* protocol = nullptr;  // Null when defaulted.
 };
 
 struct PoolSource {
@@ -35,6 +37,25 @@ struct ConfigSources {
 // 3.7 puts the precise position only in its multi-line excerpt (the exception's own
 // location is often the start of the line), so the excerpt is read back for it.
 std::string describeSyntaxError(const std::string& file, const toml::exception& error);
+
+// A pool's [pool.NAME.health] table as read, before each backend's overrides resolve it.
+struct HealthDefaults {
+  HealthCheckConfig health;
+  std::optional<std::string> address;  // Probe address override, as written.
+  const toml::value* address_at = nullptr;
+  uint32_t port = 0;  // Probe port override; 0 = the backend's.
+  bool fast_interval_set = false;
+};
+
+// Reads a [pool.NAME.health] table; context names it in messages.
+HealthDefaults buildHealth(const std::string& file, const toml::value& table,
+                           const std::string& context);
+
+// Resolves one backend's health: the pool defaults, its `health = {...}` overrides (null when
+// absent) and the probe target. Throws ConfigError at the offending value.
+void applyHealthOverrides(const std::string& file, const toml::value* overrides,
+                          const std::string& context, const Endpoint& backend,
+                          const HealthDefaults& defaults, HealthCheckConfig& health);
 
 // Builds the model, checking every value on its own: types, ranges, names, durations,
 // addresses, unknown keys. Pools keep their order in the file.

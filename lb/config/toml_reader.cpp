@@ -273,6 +273,15 @@ Millis TableReader::duration(std::string_view key, Millis fallback, bool positiv
   return *parsed;
 }
 
+const std::string* TableReader::optionalString(std::string_view key,
+                                               std::string_view example) const {
+  const toml::value* value = find(key);
+  if (value == nullptr) {
+    return nullptr;
+  }
+  return &stringOrFail(key, *value, fmt::format("a string such as {}", example));
+}
+
 void TableReader::fail(const toml::value& at, const std::string& message) const {
   failAt(file_, at, fmt::format("{}: {}", context_, message));
 }

@@ -87,6 +87,9 @@ class TableReader {
 
   bool boolean(std::string_view key, bool fallback) const;
 
+  // A string value, or null when the key is absent; any other type is refused.
+  const std::string* optionalString(std::string_view key, std::string_view example) const;
+
   // A duration string, or fallback when absent. With positive, "0s" is refused.
   Millis duration(std::string_view key, Millis fallback, bool positive) const;
 

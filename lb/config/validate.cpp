@@ -47,7 +47,9 @@ void checkListenerBinds(const Config& config, const ConfigSources& sources) {
 
     for (size_t j = 0; j < i; ++j) {
       const ListenerConfig& earlier = config.listeners[j];
-      if (earlier.bind.family() != listener.bind.family() ||
+      // A TCP and a UDP listener on one address are separate sockets and never collide.
+      if (earlier.protocol != listener.protocol ||
+          earlier.bind.family() != listener.bind.family() ||
           earlier.bind.port() != listener.bind.port()) {
         continue;
       }
@@ -120,6 +122,22 @@ void checkBackendAddresses(const Config& config, const ConfigSources& sources) {
   }
 }
 
+// PROXY v1 is a text line for stream connections; a datagram can carry only v2.
+void checkUdpPools(const Config& config, const ConfigSources& sources) {
+  for (size_t i = 0; i < config.listeners.size(); ++i) {
+    const ListenerConfig& listener = config.listeners[i];
+    const PoolConfig* pool = config.findPool(listener.pool);
+    if (listener.protocol != Protocol::Udp || pool == nullptr ||
+        pool->proxy_protocol != ProxyProtocol::V1) {
+      continue;
+    }
+    failAt(config.source, *sources.listeners[i].pool,
+           fmt::format("listener \"{}\" is UDP but pool \"{}\" has proxy_protocol = \"v1\", which "
+                       "only works on TCP; use proxy_protocol = \"v2\" or \"off\" in that pool",
+                       listener.name, pool->name));
+  }
+}
+
 }  // namespace
 
 void validateConfig(const Config& config, const ConfigSources& sources) {
@@ -127,6 +145,7 @@ void validateConfig(const Config& config, const ConfigSources& sources) {
   checkListenerBinds(config, sources);
   checkPoolReferences(config, sources);
   checkBackendAddresses(config, sources);
+  checkUdpPools(config, sources);
 }
 
 }  // namespace fulcrum::config_detail

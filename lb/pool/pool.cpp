@@ -95,4 +95,15 @@ Pool::Pool(const PoolConfig& config) : name_(config.name) {
                   std::memory_order_release);
 }
 
+void Pool::reportFailure(BackendStats& stats) const {
+  const uint32_t failures = stats.consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (passive_threshold_ == 0 || failures < passive_threshold_ || !notify_) {
+    return;
+  }
+  // Only the flip wakes the control plane; later failures while it is pending add nothing.
+  if (!stats.passive_down_pending.exchange(true, std::memory_order_acq_rel)) {
+    notify_();
+  }
+}
+
 }  // namespace fulcrum::pool

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -29,6 +30,17 @@ struct BackendStats {
   // Set by the first failed connect after a success, cleared by the next success, so
   // connect failures are logged once per transition rather than per connection.
   std::atomic<bool> failing{false};
+
+  // Passive detection: failures in a row seen by the data plane (connect refused or timed
+  // out, ICMP unreachable on UDP); reset by any success. See Pool::reportFailure.
+  std::atomic<uint32_t> consecutive_failures{0};
+  // Set by the data plane when consecutive_failures reaches the pool's threshold; taken by
+  // the control plane, which marks the backend down.
+  std::atomic<bool> passive_down_pending{false};
+  // Bumped by the control plane when the backend goes down under on_down = "close". A session
+  // remembers the value at its pick; a worker told to close sessions of downed backends closes
+  // each session whose backend's generation moved past the remembered one.
+  std::atomic<uint32_t> close_generation{0};
 };
 
 struct Backend {
@@ -90,6 +102,29 @@ class Pool {
   }
   const std::string& name() const { return name_; }
 
+  // Called by workers after a flow failed to reach a backend (connect refused or timed out,
+  // ICMP unreachable) or reached it. When passive detection is on and the failures in a row
+  // reach the threshold, the control plane is woken through the notifier to mark the backend
+  // down. Thread-safe, lock-free, no allocation.
+  void reportFailure(BackendStats& stats) const;
+  void reportSuccess(BackendStats& stats) const {
+    if (stats.consecutive_failures.load(std::memory_order_relaxed) != 0) {
+      stats.consecutive_failures.store(0, std::memory_order_relaxed);
+    }
+  }
+
+  // Control plane, before workers start: the wake-up for passive detection (must be
+  // thread-safe, such as uv_async_send) and the threshold (0 = passive detection off).
+  void setPassiveDetection(uint32_t threshold, std::function<void()> notify) {
+    passive_threshold_ = threshold;
+    notify_ = std::move(notify);
+  }
+
+  // Control plane: publishes a rebuilt snapshot; flows picked from here on see it.
+  void publish(std::shared_ptr<const PoolSnapshot> snapshot) {
+    snapshot_.store(std::move(snapshot), std::memory_order_release);
+  }
+
   // Called by workers: a flow found no backend / a flow reached one. Each returns true only
   // for the call that flips the state, so exactly one line is logged per transition.
   bool markUnavailable() { return !unavailable_.exchange(true, std::memory_order_acq_rel); }
@@ -104,6 +139,8 @@ class Pool {
   std::string name_;
   std::atomic<std::shared_ptr<const PoolSnapshot>> snapshot_;
   std::atomic<bool> unavailable_{false};
+  uint32_t passive_threshold_ = 0;
+  std::function<void()> notify_;
 };
 
 }  // namespace fulcrum::pool
