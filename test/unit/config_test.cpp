@@ -85,7 +85,8 @@ pool = "web"
 colour = "blue"
 backends = [{ address = "127.0.0.1:9001" }]
 )") == "x.toml:7:10: unknown key \"colour\" in pool \"web\"; allowed keys: algorithm, "
-       "hash_key, retries, proxy_protocol, maglev_table_size, ring_hash_vnodes, backends");
+       "hash_key, retries, proxy_protocol, maglev_table_size, ring_hash_vnodes, slow_start, "
+       "on_down, all_down, health, backends");
 }
 
 // [[listeners]] is a top-level key like any other, located at its header.
@@ -97,7 +98,7 @@ name = "web"
        "allowed keys: global, listener, pool");
 }
 
-// Sub-tables that this version does not know, such as health checks, are refused by name.
+// Sub-tables that this version does not know are refused by name, with the nearest key.
 TEST_CASE("config refuses an unknown sub-table in a pool", "[config]") {
   CHECK(errorOf(R"(
 [[listener]]
@@ -108,10 +109,11 @@ pool = "web"
 [pool.web]
 backends = [{ address = "127.0.0.1:9001" }]
 
-[pool.web.health]
+[pool.web.helth]
 interval = "1s"
-)") == "x.toml:9:1: unknown key \"health\" in pool \"web\"; allowed keys: algorithm, hash_key, "
-       "retries, proxy_protocol, maglev_table_size, ring_hash_vnodes, backends");
+)") == "x.toml:9:1: unknown key \"helth\" in pool \"web\"; did you mean \"health\"? allowed "
+       "keys: algorithm, hash_key, retries, proxy_protocol, maglev_table_size, ring_hash_vnodes, "
+       "slow_start, on_down, all_down, health, backends");
 }
 
 // Type errors say what was found and which type is expected.
@@ -247,7 +249,7 @@ bind = "127.0.0.1:8080"
 pool = "web"
 )") == "x.toml:2:8: unknown key \"nmae\" in [[listener]] #1; did you mean \"name\"? allowed "
        "keys: name, bind, protocol, pool, connect_timeout, idle_timeout, max_connections, "
-       "backlog");
+       "backlog, replies, max_sessions, table_full");
   CHECK(errorOf(R"(
 [[listener]]
 name = "web"
@@ -255,7 +257,7 @@ bnd = "127.0.0.1:8080"
 pool = "web"
 )") == "x.toml:3:7: unknown key \"bnd\" in listener \"web\"; did you mean \"bind\"? allowed "
        "keys: name, bind, protocol, pool, connect_timeout, idle_timeout, max_connections, "
-       "backlog");
+       "backlog, replies, max_sessions, table_full");
 }
 
 // Names end up in log fields and metric labels, so their characters are limited.
@@ -292,16 +294,25 @@ pool = "web"
        "such as 127.0.0.1:6379 or [::1]:6379");
 }
 
-// UDP is parsed but refused until the UDP proxy exists.
-TEST_CASE("config refuses UDP listeners in this version", "[config]") {
+// TCP-only keys on a UDP listener are refused rather than ignored, and the other way round.
+TEST_CASE("config refuses keys of the other protocol", "[config]") {
   CHECK(errorOf(R"(
 [[listener]]
 name = "dns"
 bind = "127.0.0.1:5353"
 protocol = "udp"
 pool = "dns"
-)") == "x.toml:4:12: listener \"dns\": protocol \"udp\": UDP listeners are not available in "
-       "this version; use protocol = \"tcp\"");
+connect_timeout = "1s"
+)") == "x.toml:6:19: listener \"dns\": connect_timeout does not apply to UDP listeners; remove "
+       "it (UDP listeners use max_sessions, replies and table_full)");
+  CHECK(errorOf(R"(
+[[listener]]
+name = "web"
+bind = "127.0.0.1:8080"
+pool = "web"
+replies = 1
+)") == "x.toml:5:11: listener \"web\": replies does not apply to TCP listeners; remove it or "
+       "set protocol = \"udp\"");
 }
 
 // A listener naming a missing pool gets the defined pools and the closest one.
@@ -566,7 +577,7 @@ pool = "web"
 [pool.web]
 backends = [{ address = "127.0.0.1:9001", wieght = 2 }]
 )") == "x.toml:7:52: unknown key \"wieght\" in pool \"web\" backend #1; did you mean "
-       "\"weight\"? allowed keys: address, weight, backup");
+       "\"weight\"? allowed keys: address, weight, backup, state, health");
 }
 
 // Booleans must be true or false, not strings.
@@ -743,8 +754,8 @@ x.y = 1.5 # 1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18
                     "at most 16, such as pool.web.algorithm");
 }
 
-// Only tcp is offered; "udp" keeps its own message (see above) and other words get the list.
-TEST_CASE("config offers only tcp as a protocol", "[config]") {
+// A protocol outside the list gets the list, with the nearest word when there is one.
+TEST_CASE("config offers tcp and udp as protocols", "[config]") {
   CHECK(errorOf(R"(
 [[listener]]
 name = "web"
@@ -752,21 +763,23 @@ bind = "127.0.0.1:8080"
 protocol = "TCP"
 pool = "web"
 )") == "x.toml:4:12: listener \"web\": protocol \"TCP\" is not supported; did you mean "
-       "\"tcp\"? expected one of tcp");
+       "\"tcp\"? expected one of tcp, udp");
   CHECK(errorOf(R"(
 [[listener]]
 name = "web"
 bind = "127.0.0.1:8080"
 protocol = "quic"
 pool = "web"
-)") == "x.toml:4:12: listener \"web\": protocol \"quic\" is not supported; expected one of tcp");
+)") == "x.toml:4:12: listener \"web\": protocol \"quic\" is not supported; expected one of "
+       "tcp, udp");
   CHECK(errorOf(R"(
 [[listener]]
 name = "web"
 bind = "127.0.0.1:8080"
 protocol = 17
 pool = "web"
-)") == "x.toml:4:12: listener \"web\": protocol is an integer; expected a string, one of tcp");
+)") == "x.toml:4:12: listener \"web\": protocol is an integer; expected a string, one of tcp, "
+       "udp");
 }
 
 namespace {
