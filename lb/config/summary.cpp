@@ -38,7 +38,31 @@ std::string describePool(const PoolConfig& pool) {
   if (pool.proxy_protocol != ProxyProtocol::Off) {
     text += fmt::format(", proxy_protocol {}", toString(pool.proxy_protocol));
   }
+  const HealthCheckConfig& health = pool.health;
+  if (health.type != HealthCheckType::None) {
+    text += fmt::format(", check {} every {}ms (timeout {}ms, rise {}, fall {})",
+                        toString(health.type), health.interval.count(), health.timeout.count(),
+                        health.rise, health.fall);
+  }
+  if (pool.on_down == OnDown::Close) {
+    text += ", on_down close";
+  }
+  if (pool.slow_start.count() > 0) {
+    text += fmt::format(", slow_start {}ms", pool.slow_start.count());
+  }
   return text;
+}
+
+// "udp, replies 1, idle 30000ms": what a UDP listener adds to its line.
+std::string describeListener(const ListenerConfig& listener) {
+  if (listener.protocol != Protocol::Udp) {
+    return toString(listener.protocol);
+  }
+  return fmt::format("udp (replies {}, idle_timeout {}ms, max_sessions {}, table_full {})",
+                     listener.replies == 0 ? std::string("unlimited")
+                                           : std::to_string(listener.replies),
+                     listener.idle_timeout.count(), listener.max_sessions,
+                     toString(listener.table_full));
 }
 
 // ring_hash builds one ring for the primaries and one for the backups, each of total weight
@@ -79,7 +103,7 @@ std::string summarize(const Config& config) {
   for (const ListenerConfig& listener : config.listeners) {
     const PoolConfig* pool = config.findPool(listener.pool);
     text += fmt::format("listener {} {} {} -> pool {} ({})\n", listener.name,
-                        toString(listener.protocol), listener.bind.toString(), listener.pool,
+                        describeListener(listener), listener.bind.toString(), listener.pool,
                         pool != nullptr ? describePool(*pool) : "undefined");
   }
 
@@ -103,6 +127,14 @@ std::string summarize(const Config& config) {
       text += fmt::format("note: pool {}: hash_key has no effect with algorithm {}; only "
                           "ring_hash and maglev use it\n",
                           pool.name, toString(pool.algorithm));
+    }
+    const bool draining_or_disabled =
+        std::all_of(pool.backends.begin(), pool.backends.end(),
+                    [](const BackendConfig& b) { return b.state != AdminState::Enabled; });
+    if (draining_or_disabled) {
+      text += fmt::format("note: pool {}: every backend is draining or disabled, so it takes no "
+                          "new connections\n",
+                          pool.name);
     }
     if (pool.algorithm == Algorithm::RingHash) {
       text += ringHashCapNote(pool, /*backup=*/false);

@@ -16,6 +16,20 @@ balance::PickerOptions pickerOptions(const PoolConfig& config) {
 
 }  // namespace
 
+const char* toString(BackendState state) {
+  switch (state) {
+    case BackendState::Up:
+      return "up";
+    case BackendState::Down:
+      return "down";
+    case BackendState::Draining:
+      return "draining";
+    case BackendState::Disabled:
+      return "disabled";
+  }
+  return "unknown";
+}
+
 PoolSnapshot::PoolSnapshot(const PoolConfig& config, std::vector<Backend> backends)
     : name_(config.name),
       hash_key_(config.hash_key),
@@ -23,12 +37,23 @@ PoolSnapshot::PoolSnapshot(const PoolConfig& config, std::vector<Backend> backen
       retries_(config.retries),
       proxy_protocol_(config.proxy_protocol),
       backends_(std::move(backends)) {
+  for (const Backend& b : backends_) {
+    up_count_ += b.state == BackendState::Up ? 1 : 0;
+  }
+  // With nobody up, all_down = "all" sends flows to every backend the operator has not
+  // taken out, on the bet that the checks are wrong rather than every backend.
+  fallback_ = up_count_ == 0 && config.all_down == AllDownPolicy::All;
+
   std::vector<balance::Candidate> primaries;
   std::vector<balance::Candidate> backups;
-
   for (uint32_t i = 0; i < backends_.size(); ++i) {
     const Backend& b = backends_[i];
-    balance::Candidate c{b.key, b.weight, &b.stats->active};
+    const bool eligible = b.state == BackendState::Up ||
+                          (fallback_ && b.state == BackendState::Down);
+    if (!eligible) {
+      continue;
+    }
+    balance::Candidate c{b.key, b.effective_weight, &b.stats->active};
     if (b.backup) {
       backups.push_back(std::move(c));
       backup_.indices.push_back(i);
@@ -79,20 +104,32 @@ uint32_t PoolSnapshot::pick(uint64_t flow_hash, std::span<const uint8_t> tried) 
   return pickFromTier(backup_, flow_hash, tried);
 }
 
-Pool::Pool(const PoolConfig& config) : name_(config.name) {
-  std::vector<Backend> backends;
-  backends.reserve(config.backends.size());
+Pool::Pool(const PoolConfig& config) : name_(config.name), config_(config) {
+  backends_.reserve(config.backends.size());
   for (const BackendConfig& bc : config.backends) {
     Backend b;
     b.address = bc.address;
     b.key = bc.address.toString();
     b.weight = bc.weight;
+    b.effective_weight = bc.weight;
     b.backup = bc.backup;
+    // A backend under an active check starts down and is brought up by its first passing
+    // probe, which the control plane runs before any listener accepts.
+    if (bc.state == AdminState::Draining) {
+      b.state = BackendState::Draining;
+    } else if (bc.state == AdminState::Disabled) {
+      b.state = BackendState::Disabled;
+    } else if (bc.health.type != HealthCheckType::None) {
+      b.state = BackendState::Down;
+    }
     b.stats = std::make_shared<BackendStats>();
-    backends.push_back(std::move(b));
+    backends_.push_back(std::move(b));
   }
-  snapshot_.store(std::make_shared<const PoolSnapshot>(config, std::move(backends)),
-                  std::memory_order_release);
+  rebuild();
+}
+
+void Pool::rebuild() {
+  publish(std::make_shared<const PoolSnapshot>(config_, backends_));
 }
 
 void Pool::reportFailure(BackendStats& stats) const {

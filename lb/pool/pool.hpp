@@ -41,13 +41,27 @@ struct BackendStats {
   // remembers the value at its pick; a worker told to close sessions of downed backends closes
   // each session whose backend's generation moved past the remembered one.
   std::atomic<uint32_t> close_generation{0};
+
+  // Health, written by the control plane only.
+  std::atomic<uint64_t> probes_total{0};
+  std::atomic<uint64_t> probe_failures_total{0};
+  std::atomic<uint64_t> went_down_total{0};
+  std::atomic<uint64_t> went_up_total{0};
+  std::atomic<uint64_t> passive_downs_total{0};
 };
+
+// Where a backend stands for new flows, as the control plane decided it: health (up or
+// down) combined with the operator's state (draining or disabled win over health).
+enum class BackendState : uint8_t { Up, Down, Draining, Disabled };
+const char* toString(BackendState state);
 
 struct Backend {
   Endpoint address;
   std::string key;  // address.toString(): identity for hashing and for logs.
-  uint32_t weight = 1;
+  uint32_t weight = 1;            // Configured.
+  uint32_t effective_weight = 1;  // What pickers use: weight, lowered during slow start.
   bool backup = false;
+  BackendState state = BackendState::Up;
   std::shared_ptr<BackendStats> stats;
 };
 
@@ -58,6 +72,10 @@ class PoolSnapshot {
  public:
   PoolSnapshot(const PoolConfig& config, std::vector<Backend> backends);
 
+  // Builds pickers over the backends whose state is Up, primaries and backups apart. With
+  // no backend Up and all_down = "all", every Up or Down backend (operator-enabled) is used
+  // instead, and fallback() says so.
+  //
   // Chooses a backend for a flow. tried has one entry per backend (or is empty); nonzero
   // entries are skipped. Primaries are preferred; backups are used only when no primary
   // can take the flow. Thread-safe, no allocation.
@@ -69,6 +87,8 @@ class PoolSnapshot {
   Algorithm algorithm() const { return algorithm_; }
   uint32_t retries() const { return retries_; }
   ProxyProtocol proxyProtocol() const { return proxy_protocol_; }
+  uint32_t upCount() const { return up_count_; }
+  bool fallback() const { return fallback_; }
 
  private:
   // One picker over a subset (primaries or backups); indices_ maps its candidate index to
@@ -89,6 +109,8 @@ class PoolSnapshot {
   std::vector<Backend> backends_;
   Tier primary_;
   Tier backup_;
+  uint32_t up_count_ = 0;
+  bool fallback_ = false;
 };
 
 // A named pool: the currently published snapshot plus the once-per-transition state used to
@@ -96,6 +118,13 @@ class PoolSnapshot {
 class Pool {
  public:
   explicit Pool(const PoolConfig& config);
+
+  const PoolConfig& config() const { return config_; }
+
+  // Control plane only (one thread): the backend list snapshots are built from. Change
+  // states and effective weights here, then rebuild() to publish them.
+  std::vector<Backend>& backends() { return backends_; }
+  void rebuild();
 
   std::shared_ptr<const PoolSnapshot> snapshot() const {
     return snapshot_.load(std::memory_order_acquire);
@@ -137,6 +166,8 @@ class Pool {
 
  private:
   std::string name_;
+  PoolConfig config_;
+  std::vector<Backend> backends_;
   std::atomic<std::shared_ptr<const PoolSnapshot>> snapshot_;
   std::atomic<bool> unavailable_{false};
   uint32_t passive_threshold_ = 0;

@@ -9,6 +9,7 @@
 #include "fulcrum/config.hpp"
 #include "fulcrum/endpoint.hpp"
 #include "pool/pool.hpp"
+#include "udp/udp_stats.hpp"
 
 namespace fulcrum::runtime {
 
@@ -31,6 +32,9 @@ struct ListenerState {
   // Set while the listener refuses clients for max_connections, so that the condition is
   // logged once when it starts and once when it ends.
   std::atomic<bool> at_capacity{false};
+
+  // UDP listeners only: session table size and datagram counters.
+  udp::UdpListenerStats udp;
 };
 
 // True at most once per interval_ms across all threads sharing last_ms.

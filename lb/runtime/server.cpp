@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 
 #include "fulcrum/log.hpp"
+#include "health/checker.hpp"
+#include "udp/udp_socket.hpp"
 
 namespace fulcrum::runtime {
 
@@ -105,8 +107,12 @@ Server::~Server() {
     }
   }
   workers_.clear();
-  uv_run(&loop_, UV_RUN_NOWAIT);
+  // Closing handles may close others in their callbacks (health probes do); a few turns
+  // settle them without waiting on anything still active.
+  for (int turn = 0; turn < 8 && uv_run(&loop_, UV_RUN_NOWAIT) != 0; ++turn) {
+  }
   uv_loop_close(&loop_);
+  checker_.reset();
 }
 
 void Server::bindListeners(std::vector<std::vector<ListenSocket>>& per_worker) {
@@ -129,10 +135,14 @@ void Server::bindListeners(std::vector<std::vector<ListenSocket>>& per_worker) {
     for (unsigned w = 0; w < worker_count_; ++w) {
       int fd;
       try {
-        if (w == 0) {
-          ensureAddressFree(listener_config, state->address);
+        if (listener_config.protocol == Protocol::Udp) {
+          fd = udp::openListenSocket(listener_config, state->address, w == 0);
+        } else {
+          if (w == 0) {
+            ensureAddressFree(listener_config, state->address);
+          }
+          fd = openListenSocket(listener_config, state->address);
         }
-        fd = openListenSocket(listener_config, state->address);
       } catch (...) {
         for (auto& sockets : per_worker) {
           for (ListenSocket& s : sockets) {
@@ -177,12 +187,19 @@ void Server::start() {
 
   std::vector<std::vector<ListenSocket>> per_worker(worker_count_);
   bindListeners(per_worker);
+  startHealth();
 
   for (unsigned w = 0; w < worker_count_; ++w) {
     workers_.push_back(std::make_unique<Worker>(w, std::move(per_worker[w])));
   }
   for (auto& worker : workers_) {
     worker->start();
+  }
+  if (draining_) {
+    // A signal arrived while the first probes ran; the drain has begun without workers.
+    for (auto& worker : workers_) {
+      worker->stopAccepting();
+    }
   }
 
   for (const auto& state : listeners_) {
@@ -191,6 +208,39 @@ void Server::start() {
                  "backends={}",
                  state->config.name, state->address.toString(), worker_count_, pool.name(),
                  toString(pool.algorithm()), pool.backends().size());
+  }
+}
+
+// The listeners are bound (the kernel queues connections) but nobody accepts yet: the first
+// probe of every actively checked backend runs now, so the first client already meets the
+// real health of the pool instead of a guess. Each probe ends within its timeout.
+void Server::startHealth() {
+  std::vector<pool::Pool*> pools;
+  for (auto& pool : pools_) {
+    pools.push_back(pool.get());
+  }
+  checker_ = std::make_unique<health::Checker>(&loop_, std::move(pools), [this] {
+    for (auto& worker : workers_) {
+      worker->closeDownedSessions();
+    }
+  });
+
+  bool ready = false;
+  checker_->start([&ready] { ready = true; });
+  while (!ready && uv_run(&loop_, UV_RUN_ONCE) != 0) {
+  }
+  for (const auto& pool : pools_) {
+    const auto snapshot = pool->snapshot();
+    if (pool->config().health.type == HealthCheckType::None) {
+      continue;
+    }
+    const auto level = snapshot->upCount() == 0 ? spdlog::level::warn : spdlog::level::info;
+    spdlog::log(level, "health checks started pool={} check={} backends={} up={}{}",
+                pool->name(), toString(pool->config().health.type),
+                snapshot->backends().size(), snapshot->upCount(),
+                snapshot->upCount() == 0
+                    ? fmt::format(" policy={}", toString(pool->config().all_down))
+                    : std::string());
   }
 }
 
@@ -261,6 +311,11 @@ void Server::stopWorkers(const char* why) {
   for (auto& worker : workers_) {
     worker->join();
   }
+  for (const auto& state : listeners_) {
+    if (state->config.protocol == Protocol::Udp) {
+      udp::logTotals(*state);
+    }
+  }
 
   closeHandles();
 }
@@ -272,6 +327,9 @@ void Server::closeHandles() {
   uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_tick_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_deadline_), nullptr);
+  if (checker_) {
+    checker_->close();
+  }
 }
 
 uint32_t Server::activeSessions() const {

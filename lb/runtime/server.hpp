@@ -15,6 +15,10 @@
 #include "runtime/listener_state.hpp"
 #include "runtime/worker.hpp"
 
+namespace fulcrum::health {
+class Checker;
+}
+
 namespace fulcrum::runtime {
 
 // A failure to start (a listener that cannot bind, ...). The message is complete and
@@ -45,6 +49,7 @@ class Server {
   static void onDrainDeadline_cb(uv_timer_t* handle);
 
   void bindListeners(std::vector<std::vector<ListenSocket>>& per_worker);
+  void startHealth();
   void onSignal(int signum);
   void onDrainTick();
   void stopWorkers(const char* why);
@@ -62,6 +67,7 @@ class Server {
   std::vector<std::unique_ptr<pool::Pool>> pools_;
   std::vector<std::unique_ptr<ListenerState>> listeners_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<health::Checker> checker_;
   bool draining_ = false;
   bool stopped_ = false;
   bool handles_open_ = false;

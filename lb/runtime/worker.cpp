@@ -2,9 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <utility>
+
 #include "fulcrum/log.hpp"
 #include "tcp/acceptor.hpp"
 #include "tcp/session.hpp"
+#include "udp/udp_listener.hpp"
 
 namespace fulcrum::runtime {
 
@@ -16,6 +20,10 @@ Worker::Worker(unsigned id, std::vector<ListenSocket> sockets)
   // Acceptors (and the descriptors they hold in reserve) exist before start() returns, so
   // the process's descriptor count is settled once listeners are announced.
   for (const ListenSocket& socket : sockets_) {
+    if (socket.state->config.protocol == Protocol::Udp) {
+      udp_listeners_.push_back(std::make_unique<udp::Listener>(*this, socket));
+      continue;
+    }
     acceptors_.push_back(std::make_unique<tcp::Acceptor>(*this, socket));
   }
 }
@@ -28,6 +36,9 @@ Worker::~Worker() {
     uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   }
   closeAcceptors();
+  for (auto& listener : udp_listeners_) {
+    listener->close();
+  }
   uv_run(&loop_, UV_RUN_NOWAIT);
   uv_loop_close(&loop_);
 }
@@ -50,6 +61,36 @@ void Worker::stopAccepting() {
 void Worker::shutdown() {
   commands_.fetch_or(kShutdown, std::memory_order_release);
   uv_async_send(&async_);
+}
+
+void Worker::closeDownedSessions() {
+  commands_.fetch_or(kCloseDowned, std::memory_order_release);
+  uv_async_send(&async_);
+}
+
+void Worker::closeDownedTcpSessions() {
+  // One line per backend, not per session; a failover can cut thousands at once.
+  std::vector<std::pair<const pool::Backend*, uint32_t>> closed;
+  tcp::Session* next = nullptr;
+  for (tcp::Session* session = sessions_head_; session != nullptr; session = next) {
+    next = session->next_;
+    const pool::Backend* backend = session->closeIfBackendDowned();
+    if (backend == nullptr) {
+      continue;
+    }
+    auto it = std::find_if(closed.begin(), closed.end(),
+                           [&](const auto& entry) { return entry.first->key == backend->key; });
+    if (it == closed.end()) {
+      closed.emplace_back(backend, 1);
+    } else {
+      ++it->second;
+    }
+  }
+  for (const auto& [backend, count] : closed) {
+    spdlog::info("sessions closed for backend down worker={} backend={} sessions={} "
+                 "reason=on_down_close",
+                 id_, backend->key, count);
+  }
 }
 
 void Worker::linkSession(tcp::Session* session) {
@@ -85,6 +126,18 @@ void Worker::onAsync() {
 
   if (commands & (kStopAccepting | kShutdown)) {
     closeAcceptors();
+    // UDP has no connection to refuse: a draining listener keeps its socket, drops
+    // datagrams of new clients and carries open sessions both ways until they end.
+    for (auto& listener : udp_listeners_) {
+      listener->stopAccepting();
+    }
+  }
+
+  if ((commands & kCloseDowned) && !shutting_down_) {
+    closeDownedTcpSessions();
+    for (auto& listener : udp_listeners_) {
+      listener->closeSessionsOfDownBackends();
+    }
   }
 
   if ((commands & kShutdown) && !shutting_down_) {
@@ -92,6 +145,9 @@ void Worker::onAsync() {
     // finish() unlinks the session, so always take the head.
     while (sessions_head_ != nullptr) {
       sessions_head_->abort(tcp::CloseReason::Shutdown);
+    }
+    for (auto& listener : udp_listeners_) {
+      listener->close();
     }
     uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   }
@@ -106,6 +162,9 @@ void Worker::closeAcceptors() {
 void Worker::run() {
   for (auto& acceptor : acceptors_) {
     acceptor->start();
+  }
+  for (auto& listener : udp_listeners_) {
+    listener->start();
   }
 
   uv_run(&loop_, UV_RUN_DEFAULT);

@@ -25,6 +25,10 @@ class Session;
 class Acceptor;
 }  // namespace fulcrum::tcp
 
+namespace fulcrum::udp {
+class Listener;
+}  // namespace fulcrum::udp
+
 namespace fulcrum::runtime {
 
 // One listening socket handed to a worker: the shared state and the worker's own fd.
@@ -51,6 +55,9 @@ class Worker {
   void stopAccepting();
   // Thread-safe. Closes every session (reason "shutdown") and ends the loop.
   void shutdown();
+  // Thread-safe. Closes the sessions whose backend the control plane took down under
+  // on_down = "close" (see BackendStats::close_generation).
+  void closeDownedSessions();
 
   unsigned id() const { return id_; }
   uint32_t activeSessions() const { return active_sessions_.load(std::memory_order_relaxed); }
@@ -62,13 +69,19 @@ class Worker {
   void linkSession(tcp::Session* session);
   void unlinkSession(tcp::Session* session);
 
+  // For UDP listeners, on the worker thread: a UDP session opened or ended. UDP sessions
+  // count in activeSessions() like TCP ones, so a drain waits for them too.
+  void udpSessionOpened() { active_sessions_.fetch_add(1, std::memory_order_relaxed); }
+  void udpSessionClosed() { active_sessions_.fetch_sub(1, std::memory_order_relaxed); }
+
  private:
-  enum Command : uint32_t { kStopAccepting = 1, kShutdown = 2 };
+  enum Command : uint32_t { kStopAccepting = 1, kShutdown = 2, kCloseDowned = 4 };
 
   static void onAsync_cb(uv_async_t* handle);
   void onAsync();
   void run();
   void closeAcceptors();
+  void closeDownedTcpSessions();
 
   unsigned id_;
   uv_loop_t loop_;
@@ -78,6 +91,7 @@ class Worker {
   std::atomic<uint32_t> active_sessions_{0};
   std::vector<ListenSocket> sockets_;
   std::vector<std::unique_ptr<tcp::Acceptor>> acceptors_;
+  std::vector<std::unique_ptr<udp::Listener>> udp_listeners_;
   std::unique_ptr<uint8_t[]> scratch_;
   BufferPool buffers_;
   tcp::Session* sessions_head_ = nullptr;  // Intrusive list for shutdown.

@@ -18,6 +18,8 @@ constexpr uint8_t kV2Proxy = 0x21;  // Version 2, command PROXY.
 constexpr uint8_t kV2Local = 0x20;  // Version 2, command LOCAL.
 constexpr uint8_t kV2Tcp4 = 0x11;   // AF_INET, STREAM.
 constexpr uint8_t kV2Tcp6 = 0x21;   // AF_INET6, STREAM.
+constexpr uint8_t kV2Udp4 = 0x12;   // AF_INET, DGRAM.
+constexpr uint8_t kV2Udp6 = 0x22;   // AF_INET6, DGRAM.
 
 // A client address reduced to the family it should be announced as.
 struct IpAddress {
@@ -75,7 +77,8 @@ size_t buildV1(const IpAddress& src, const IpAddress& dst, uint8_t* out) {
   return result.size;
 }
 
-size_t buildV2(const IpAddress& src, const IpAddress& dst, uint8_t* out) {
+size_t buildV2(const IpAddress& src, const IpAddress& dst, ProxyTransport transport,
+               uint8_t* out) {
   std::memcpy(out, kV2Signature, sizeof(kV2Signature));
   uint8_t* p = out + sizeof(kV2Signature);
 
@@ -91,7 +94,11 @@ size_t buildV2(const IpAddress& src, const IpAddress& dst, uint8_t* out) {
   const size_t addr_len = src.family == AF_INET ? 4 : 16;
   const uint16_t block_len = static_cast<uint16_t>(2 * addr_len + 4);
   p[0] = kV2Proxy;
-  p[1] = src.family == AF_INET ? kV2Tcp4 : kV2Tcp6;
+  if (transport == ProxyTransport::Datagram) {
+    p[1] = src.family == AF_INET ? kV2Udp4 : kV2Udp6;
+  } else {
+    p[1] = src.family == AF_INET ? kV2Tcp4 : kV2Tcp6;
+  }
   p[2] = static_cast<uint8_t>(block_len >> 8);
   p[3] = static_cast<uint8_t>(block_len & 0xff);
   p += 4;
@@ -108,7 +115,7 @@ size_t buildV2(const IpAddress& src, const IpAddress& dst, uint8_t* out) {
 }  // namespace
 
 size_t buildProxyHeader(ProxyProtocol version, const sockaddr* client, const sockaddr* local,
-                        uint8_t* out) {
+                        uint8_t* out, ProxyTransport transport) {
   const IpAddress src = normalise(client);
   const IpAddress dst = normalise(local);
 
@@ -116,9 +123,9 @@ size_t buildProxyHeader(ProxyProtocol version, const sockaddr* client, const soc
     case ProxyProtocol::Off:
       return 0;
     case ProxyProtocol::V1:
-      return buildV1(src, dst, out);
+      return transport == ProxyTransport::Stream ? buildV1(src, dst, out) : 0;
     case ProxyProtocol::V2:
-      return buildV2(src, dst, out);
+      return buildV2(src, dst, transport, out);
   }
   return 0;
 }

@@ -86,6 +86,8 @@ const char* toString(CloseReason reason) {
       return "no_backend";
     case CloseReason::Shutdown:
       return "shutdown";
+    case CloseReason::BackendDown:
+      return "backend_down";
     case CloseReason::InternalError:
       return "internal_error";
   }
@@ -172,6 +174,7 @@ void Session::connectNext() {
   // sends the whole burst to one backend.
   backend.stats->active.fetch_add(1, std::memory_order_relaxed);
   counted_ = true;
+  close_generation_ = backend.stats->close_generation.load(std::memory_order_acquire);
 
   const int fd = ::socket(backend.address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                           0);
@@ -224,6 +227,7 @@ void Session::onConnectFailed(int error, bool timed_out) {
   backend.stats->connect_fail_total.fetch_add(1, std::memory_order_relaxed);
   backend.stats->active.fetch_sub(1, std::memory_order_relaxed);
   counted_ = false;
+  listener_.pool->reportFailure(*backend.stats);
 
   const std::string why = connectErrorName(error, timed_out);
   if (!backend.stats->failing.exchange(true, std::memory_order_relaxed)) {
@@ -250,6 +254,7 @@ void Session::onConnected() {
 
   const pool::Backend& backend = snapshot_->backends()[backend_index_];
   backend.stats->sessions_total.fetch_add(1, std::memory_order_relaxed);
+  listener_.pool->reportSuccess(*backend.stats);
   if (backend.stats->failing.load(std::memory_order_relaxed) &&
       backend.stats->failing.exchange(false, std::memory_order_relaxed)) {
     spdlog::info("backend connect recovered listener={} backend={}", listener_.config.name,
@@ -554,6 +559,18 @@ void Session::abort(CloseReason reason) {
   finish(reason);
 }
 
+const pool::Backend* Session::closeIfBackendDowned() {
+  if (closing_ || !counted_) {
+    return nullptr;
+  }
+  const pool::Backend& backend = snapshot_->backends()[backend_index_];
+  if (backend.stats->close_generation.load(std::memory_order_acquire) == close_generation_) {
+    return nullptr;
+  }
+  finish(CloseReason::BackendDown);
+  return &backend;
+}
+
 void Session::finish(CloseReason reason) {
   if (closing_) {
     return;
@@ -565,6 +582,10 @@ void Session::finish(CloseReason reason) {
     armReset(backend_fd_);
   } else if (reason == CloseReason::BackendReset) {
     armReset(client_fd_);
+  } else if (reason == CloseReason::BackendDown) {
+    // A reset, not a FIN: the client must not mistake a cut session for a finished one.
+    armReset(client_fd_);
+    armReset(backend_fd_);
   }
 
   if (counted_) {

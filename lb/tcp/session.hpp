@@ -40,6 +40,7 @@ enum class CloseReason {
   IdleTimeout,     // No byte either way for idle_timeout.
   NoBackend,       // No backend could be picked or reached.
   Shutdown,        // Drain timeout or immediate stop.
+  BackendDown,     // The backend went down under on_down = "close"; both sides are reset.
   InternalError,   // A local failure (out of descriptors, ...).
 };
 
@@ -53,6 +54,11 @@ class Session {
 
   // Called by the worker at shutdown; closes at once.
   void abort(CloseReason reason);
+
+  // Called by the worker when the control plane took backends down under on_down =
+  // "close": closes this session if its backend's close generation moved since the pick,
+  // and returns that backend; otherwise returns null.
+  const pool::Backend* closeIfBackendDowned();
 
   // Intrusive list links, owned by the worker.
   Session* prev_ = nullptr;
@@ -128,6 +134,7 @@ class Session {
   uint32_t backend_index_ = pool::kNoBackend;
   uint64_t flow_hash_ = 0;
   uint32_t attempts_ = 0;
+  uint32_t close_generation_ = 0;  // The backend's close generation at the pick.
   std::vector<uint8_t> tried_;  // Filled only once a connect has failed.
 
   Direction up_;    // Client to backend.

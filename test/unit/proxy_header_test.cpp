@@ -88,3 +88,36 @@ TEST_CASE("proxy headers fall back to UNKNOWN / LOCAL for mixed families", "[pro
   CHECK(static_cast<uint8_t>(v2[12]) == 0x20);
   CHECK(header(ProxyProtocol::Off, "192.0.2.10:1", "127.0.0.1:2").empty());
 }
+
+namespace {
+
+std::string datagramHeader(ProxyProtocol version, const char* client, const char* local) {
+  const Endpoint c = *Endpoint::parse(client);
+  const Endpoint l = *Endpoint::parse(local);
+  uint8_t out[kMaxProxyHeaderBytes];
+  const size_t n = buildProxyHeader(version, c.sa(), l.sa(), out,
+                                    fulcrum::tcp::ProxyTransport::Datagram);
+  return std::string(reinterpret_cast<const char*>(out), n);
+}
+
+}  // namespace
+
+// A UDP listener's v2 header differs from the TCP one only in the transport nibble.
+TEST_CASE("proxy v2 for datagrams announces DGRAM over IPv4 and IPv6", "[proxy]") {
+  const std::string tcp4 = header(ProxyProtocol::V2, "192.0.2.10:51000", "127.0.0.1:53");
+  const std::string udp4 = datagramHeader(ProxyProtocol::V2, "192.0.2.10:51000", "127.0.0.1:53");
+  REQUIRE(udp4.size() == tcp4.size());
+  CHECK(static_cast<uint8_t>(udp4[13]) == 0x12);
+  CHECK(udp4.substr(0, 13) == tcp4.substr(0, 13));
+  CHECK(udp4.substr(14) == tcp4.substr(14));
+
+  const std::string udp6 = datagramHeader(ProxyProtocol::V2, "[2001:db8::7]:4000", "[::1]:53");
+  REQUIRE(udp6.size() == 16 + 36);
+  CHECK(static_cast<uint8_t>(udp6[13]) == 0x22);
+}
+
+// v1 has no UDP form, so nothing is written rather than a header that lies about the transport.
+TEST_CASE("proxy v1 writes nothing for datagrams", "[proxy]") {
+  CHECK(datagramHeader(ProxyProtocol::V1, "192.0.2.10:1", "127.0.0.1:2").empty());
+  CHECK(datagramHeader(ProxyProtocol::V2, "192.0.2.10:1", "[::1]:2").size() == 16);
+}

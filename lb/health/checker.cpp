@@ -1,0 +1,366 @@
+#include "health/checker.hpp"
+
+#include <algorithm>
+
+#include "fulcrum/log.hpp"
+
+namespace fulcrum::health {
+
+namespace {
+
+// Pools with slow start run their pickers on weights scaled by this, so a ramp that starts
+// at a tenth is meaningful even for the common weight of 1.
+constexpr uint32_t kSlowStartScale = 10;
+// How often effective weights are recomputed while any backend ramps.
+constexpr uint64_t kRampTickMs = 100;
+
+uint64_t ms(Millis d) {
+  return static_cast<uint64_t>(std::max<int64_t>(0, d.count()));
+}
+
+pool::BackendState combine(const BackendConfig& config, bool health_up) {
+  switch (config.state) {
+    case AdminState::Draining:
+      return pool::BackendState::Draining;
+    case AdminState::Disabled:
+      return pool::BackendState::Disabled;
+    case AdminState::Enabled:
+      break;
+  }
+  return health_up ? pool::BackendState::Up : pool::BackendState::Down;
+}
+
+}  // namespace
+
+Checker::Checker(uv_loop_t* loop, std::vector<pool::Pool*> pools,
+                 std::function<void()> close_sessions)
+    : loop_(loop),
+      pools_(std::move(pools)),
+      close_sessions_(std::move(close_sessions)),
+      rng_(static_cast<uint32_t>(uv_hrtime())) {
+  uv_async_init(loop_, &async_, onAsync_cb);
+  async_.data = this;
+  uv_timer_init(loop_, &ramp_timer_);
+  ramp_timer_.data = this;
+
+  for (pool::Pool* pool : pools_) {
+    const PoolConfig& config = pool->config();
+    std::vector<pool::Backend>& backends = pool->backends();
+    for (uint32_t i = 0; i < backends.size(); ++i) {
+      auto entry = std::make_unique<Entry>();
+      entry->owner = this;
+      entry->pool = pool;
+      entry->index = i;
+      entry->config = &config.backends[i];
+      const HealthCheckConfig& health = entry->config->health;
+      entry->tracker = Tracker(health.rise, health.fall);
+      if (health.type == HealthCheckType::None) {
+        entry->tracker.forceUp();
+        entry->health_up = true;
+      } else {
+        entry->probe = std::make_unique<Probe>(loop_, health);
+      }
+      uv_timer_init(loop_, &entry->timer);
+      entry->timer.data = entry.get();
+      entry->timer_open = true;
+
+      if (config.slow_start.count() > 0) {
+        backends[i].effective_weight = backends[i].weight * kSlowStartScale;
+      }
+      entries_.push_back(std::move(entry));
+    }
+    pool->rebuild();
+    pool_up_.push_back(pool->snapshot()->upCount());
+  }
+}
+
+Checker::~Checker() = default;
+
+void Checker::start(std::function<void()> first_round) {
+  started_ = true;
+  first_round_ = std::move(first_round);
+
+  for (pool::Pool* pool : pools_) {
+    const uint32_t threshold = pool->config().health.passive_failures;
+    pool->setPassiveDetection(threshold, [this] { uv_async_send(&async_); });
+  }
+
+  for (auto& entry : entries_) {
+    if (entry->probe && entry->config->state != AdminState::Disabled) {
+      ++first_pending_;
+      uv_timer_start(&entry->timer, onTimer_cb, 0, 0);
+    }
+  }
+  if (first_pending_ == 0 && first_round_) {
+    auto done = std::move(first_round_);
+    first_round_ = nullptr;
+    done();
+  }
+}
+
+void Checker::close() {
+  if (closed_) {
+    return;
+  }
+  closed_ = true;
+  for (auto& entry : entries_) {
+    if (entry->timer_open) {
+      entry->timer_open = false;
+      uv_close(reinterpret_cast<uv_handle_t*>(&entry->timer), nullptr);
+    }
+    if (entry->probe) {
+      entry->probe->close([] {});
+    }
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&ramp_timer_), nullptr);
+}
+
+void Checker::onTimer_cb(uv_timer_t* handle) {
+  auto* entry = static_cast<Entry*>(handle->data);
+  if (entry->cooling_down) {
+    entry->owner->onCooldownOver(*entry);
+    return;
+  }
+  entry->owner->runProbe(*entry);
+}
+
+void Checker::runProbe(Entry& entry) {
+  if (closed_ || !entry.probe || entry.probe->running()) {
+    return;
+  }
+  entry.probe_started_ms = uv_now(loop_);
+  entry.probe->start([this, e = &entry](const ProbeResult& result) { onResult(*e, result); });
+}
+
+void Checker::onResult(Entry& entry, const ProbeResult& result) {
+  if (closed_) {
+    return;
+  }
+  pool::Backend& backend = entry.pool->backends()[entry.index];
+  backend.stats->probes_total.fetch_add(1, std::memory_order_relaxed);
+  if (!result.ok) {
+    backend.stats->probe_failures_total.fetch_add(1, std::memory_order_relaxed);
+  }
+  const bool first = !entry.tracker.checked();
+  entry.last = result;
+
+  const Tracker::Verdict verdict = entry.tracker.record(result.ok);
+  const char* check = toString(entry.config->health.type);
+  spdlog::debug("health probe pool={} backend={} check={} ok={} detail={} latency_ms={}",
+                entry.pool->name(), backend.key, check, result.ok, result.detail,
+                result.latency.count());
+
+  if (verdict == Tracker::Verdict::WentUp) {
+    spdlog::info("backend up pool={} backend={} reason={} check={} detail={} latency_ms={} "
+                 "passes={}",
+                 entry.pool->name(), backend.key, first ? "first_probe" : "probe", check,
+                 result.detail, result.latency.count(), entry.tracker.passes());
+    applyHealth(entry, true, false, /*ramp=*/!first);
+  } else if (verdict == Tracker::Verdict::WentDown) {
+    spdlog::warn("backend down pool={} backend={} reason=probe check={} detail={} latency_ms={} "
+                 "failures={}",
+                 entry.pool->name(), backend.key, check, result.detail, result.latency.count(),
+                 entry.tracker.fails());
+    applyHealth(entry, false, true, false);
+  } else if (first) {
+    // Started down and the first probe agreed: say so once, so an operator starting
+    // Fulcrum sees why a backend takes no traffic.
+    spdlog::warn("backend down pool={} backend={} reason=first_probe check={} detail={} "
+                 "latency_ms={} failures=1",
+                 entry.pool->name(), backend.key, check, result.detail, result.latency.count());
+    applyHealth(entry, false, false, false);
+  }
+
+  if (first) {
+    firstResultSeen(entry);
+  }
+  scheduleNext(entry);
+}
+
+void Checker::firstResultSeen(Entry& /*entry*/) {
+  if (first_pending_ == 0) {
+    return;
+  }
+  --first_pending_;
+  if (first_pending_ == 0 && first_round_) {
+    auto done = std::move(first_round_);
+    first_round_ = nullptr;
+    done();
+  }
+}
+
+void Checker::scheduleNext(Entry& entry) {
+  if (closed_ || !entry.timer_open) {
+    return;
+  }
+  // Probes keep a fixed cadence from start to start, so a slow or timed-out probe does not
+  // stretch the period: detection stays within fall x interval + timeout.
+  const HealthCheckConfig& health = entry.config->health;
+  const uint64_t period = ms(entry.tracker.changing() ? health.fast_interval : health.interval);
+  const uint64_t spent = uv_now(loop_) - entry.probe_started_ms;
+  uint64_t delay = period > spent ? period - spent : 0;
+  const uint64_t jitter = ms(health.jitter);
+  if (jitter > 0) {
+    delay += std::uniform_int_distribution<uint64_t>(0, jitter)(rng_);
+  }
+  uv_timer_start(&entry.timer, onTimer_cb, delay, 0);
+}
+
+void Checker::onAsync_cb(uv_async_t* handle) {
+  static_cast<Checker*>(handle->data)->onPassiveReports();
+}
+
+void Checker::onPassiveReports() {
+  if (closed_) {
+    return;
+  }
+  for (auto& entry_ptr : entries_) {
+    Entry& entry = *entry_ptr;
+    pool::Backend& backend = entry.pool->backends()[entry.index];
+    pool::BackendStats& stats = *backend.stats;
+    if (!stats.passive_down_pending.exchange(false, std::memory_order_acq_rel)) {
+      continue;
+    }
+    const uint32_t failures = stats.consecutive_failures.exchange(0, std::memory_order_relaxed);
+    if (!entry.health_up) {
+      continue;  // Already down; probes (or the cooldown) decide when it returns.
+    }
+
+    entry.tracker.forceDown();
+    stats.passive_downs_total.fetch_add(1, std::memory_order_relaxed);
+    const HealthCheckConfig& health = entry.config->health;
+    if (entry.probe) {
+      spdlog::warn("backend down pool={} backend={} reason=passive failures={} "
+                   "recovery=probe rise={}",
+                   entry.pool->name(), backend.key, failures, health.rise);
+    } else {
+      spdlog::warn("backend down pool={} backend={} reason=passive failures={} "
+                   "recovery=cooldown cooldown_ms={}",
+                   entry.pool->name(), backend.key, failures, health.passive_cooldown.count());
+    }
+    applyHealth(entry, false, true, false);
+
+    if (entry.probe) {
+      // Probe again soon: recovery needs rise passes in a row from here.
+      if (!entry.probe->running()) {
+        uv_timer_start(&entry.timer, onTimer_cb, ms(health.fast_interval), 0);
+      }
+    } else {
+      entry.cooling_down = true;
+      uv_timer_start(&entry.timer, onTimer_cb, ms(health.passive_cooldown), 0);
+    }
+  }
+}
+
+void Checker::onCooldownOver(Entry& entry) {
+  entry.cooling_down = false;
+  entry.tracker.forceUp();
+  pool::Backend& backend = entry.pool->backends()[entry.index];
+  spdlog::info("backend up pool={} backend={} reason=passive_cooldown cooldown_ms={}",
+               entry.pool->name(), backend.key, entry.config->health.passive_cooldown.count());
+  applyHealth(entry, true, false, true);
+}
+
+void Checker::applyHealth(Entry& entry, bool up, bool went_down, bool ramp) {
+  pool::Backend& backend = entry.pool->backends()[entry.index];
+  const bool was_up = entry.health_up;
+  entry.health_up = up;
+  if (up && !was_up) {
+    backend.stats->went_up_total.fetch_add(1, std::memory_order_relaxed);
+  } else if (!up && was_up) {
+    backend.stats->went_down_total.fetch_add(1, std::memory_order_relaxed);
+  }
+  backend.state = combine(*entry.config, up);
+
+  const PoolConfig& config = entry.pool->config();
+  if (config.slow_start.count() > 0) {
+    // A backend coming back (not one found up by its first probe) ramps from a tenth.
+    entry.up_since_ms = ramp && up && !was_up ? uv_now(loop_) : 0;
+    updateRamps();
+  }
+
+  if (went_down && config.on_down == OnDown::Close) {
+    backend.stats->close_generation.fetch_add(1, std::memory_order_acq_rel);
+  }
+  publish(*entry.pool);
+  if (went_down && config.on_down == OnDown::Close && close_sessions_) {
+    // After the publish, so no new flow picks the backend once its sessions are being cut.
+    close_sessions_();
+  }
+}
+
+void Checker::publish(pool::Pool& pool) {
+  pool.rebuild();
+  const auto snapshot = pool.snapshot();
+  for (size_t p = 0; p < pools_.size(); ++p) {
+    if (pools_[p] != &pool) {
+      continue;
+    }
+    const uint32_t up = snapshot->upCount();
+    if (first_pending_ != 0) {
+      // The first round is still running: "health checks started" reports the outcome.
+    } else if (up == 0 && pool_up_[p] != 0) {
+      spdlog::warn("pool has no backend up pool={} policy={} action={}", pool.name(),
+                   toString(pool.config().all_down),
+                   snapshot->fallback() ? "use_every_enabled_backend" : "refuse_new_flows");
+    } else if (up != 0 && pool_up_[p] == 0) {
+      spdlog::info("pool has backends up again pool={} up={}", pool.name(), up);
+    }
+    pool_up_[p] = up;
+  }
+}
+
+void Checker::onRamp_cb(uv_timer_t* handle) {
+  auto* checker = static_cast<Checker*>(handle->data);
+  if (!checker->updateRamps()) {
+    uv_timer_stop(handle);
+  }
+}
+
+// Recomputes slow-start weights. Returns true while any backend is still ramping; publishes
+// each pool whose weights changed.
+bool Checker::updateRamps() {
+  if (closed_) {
+    return false;
+  }
+  const uint64_t now = uv_now(loop_);
+  bool ramping = false;
+  std::vector<pool::Pool*> changed;
+  for (auto& entry_ptr : entries_) {
+    Entry& entry = *entry_ptr;
+    const Millis ramp = entry.pool->config().slow_start;
+    if (ramp.count() <= 0) {
+      continue;
+    }
+    pool::Backend& backend = entry.pool->backends()[entry.index];
+    const uint32_t full = backend.weight * kSlowStartScale;
+    uint32_t weight = full;
+    if (entry.up_since_ms != 0) {
+      const Millis elapsed{static_cast<int64_t>(now - entry.up_since_ms)};
+      weight = slowStartWeight(full, elapsed, ramp);
+      if (elapsed >= ramp) {
+        entry.up_since_ms = 0;
+        spdlog::info("slow start done pool={} backend={} weight={}", entry.pool->name(),
+                     backend.key, backend.weight);
+      } else {
+        ramping = true;
+      }
+    }
+    if (weight != backend.effective_weight) {
+      backend.effective_weight = weight;
+      if (std::find(changed.begin(), changed.end(), entry.pool) == changed.end()) {
+        changed.push_back(entry.pool);
+      }
+    }
+  }
+  for (pool::Pool* pool : changed) {
+    publish(*pool);
+  }
+  if (ramping && !uv_is_active(reinterpret_cast<uv_handle_t*>(&ramp_timer_))) {
+    uv_timer_start(&ramp_timer_, onRamp_cb, kRampTickMs, kRampTickMs);
+  }
+  return ramping;
+}
+
+}  // namespace fulcrum::health

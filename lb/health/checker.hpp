@@ -1,0 +1,93 @@
+#pragma once
+
+// The health checker: runs on the control plane's loop, probes every backend under an active
+// check, takes passive-detection reports from the data plane, and turns both into backend
+// states that it publishes as rebuilt pool snapshots. Every transition is logged once with
+// its reason and counted in the backend's stats.
+//
+// Scheduling: one timer per backend. After each result the next probe waits interval, or
+// fast_interval while a change is in progress (results disagree with the current state),
+// plus a random 0..jitter. The first probe of every backend runs at start().
+
+#include <uv.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "health/probe.hpp"
+#include "health/tracker.hpp"
+#include "pool/pool.hpp"
+
+namespace fulcrum::health {
+
+class Checker {
+ public:
+  // close_sessions runs on the loop thread after a backend went down in a pool with
+  // on_down = "close" and its close generation was bumped; it asks the workers to close
+  // the affected sessions.
+  Checker(uv_loop_t* loop, std::vector<pool::Pool*> pools, std::function<void()> close_sessions);
+  ~Checker();
+
+  Checker(const Checker&) = delete;
+  Checker& operator=(const Checker&) = delete;
+
+  // Installs passive detection on every pool and starts the first probe of each backend.
+  // first_round runs once every actively checked backend has its first result (at once when
+  // there are none), so the caller can hold back accepting until health is known.
+  void start(std::function<void()> first_round);
+
+  // Stops every timer and probe and closes their handles; the loop must turn afterwards.
+  void close();
+
+ private:
+  struct Entry {
+    Checker* owner = nullptr;
+    pool::Pool* pool = nullptr;
+    uint32_t index = 0;  // In pool->backends().
+    const BackendConfig* config = nullptr;
+    Tracker tracker{1, 1};
+    std::unique_ptr<Probe> probe;
+    uv_timer_t timer;
+    bool timer_open = false;
+    bool health_up = false;
+    bool cooling_down = false;  // Passively downed without an active check.
+    uint64_t up_since_ms = 0;   // Start of the slow-start ramp; 0 = no ramp.
+    uint64_t probe_started_ms = 0;
+    ProbeResult last;
+  };
+
+  static void onTimer_cb(uv_timer_t* handle);
+  static void onAsync_cb(uv_async_t* handle);
+  static void onRamp_cb(uv_timer_t* handle);
+
+  void runProbe(Entry& entry);
+  void onResult(Entry& entry, const ProbeResult& result);
+  void scheduleNext(Entry& entry);
+  void onPassiveReports();
+  void onCooldownOver(Entry& entry);
+  // Applies a health change to the pool's backend list, logs the pool-level transitions and
+  // publishes the rebuilt snapshot; went_down triggers on_down = "close", ramp starts slow
+  // start for a backend coming back.
+  void applyHealth(Entry& entry, bool up, bool went_down, bool ramp);
+  void publish(pool::Pool& pool);
+  bool updateRamps();
+  void firstResultSeen(Entry& entry);
+
+  uv_loop_t* loop_;
+  std::vector<pool::Pool*> pools_;
+  std::function<void()> close_sessions_;
+  std::function<void()> first_round_;
+  std::vector<std::unique_ptr<Entry>> entries_;
+  std::vector<uint32_t> pool_up_;  // Up count per pool at the last publish, for logging.
+  uv_async_t async_;
+  uv_timer_t ramp_timer_;
+  bool started_ = false;
+  bool closed_ = false;
+  size_t first_pending_ = 0;
+  std::minstd_rand rng_;
+};
+
+}  // namespace fulcrum::health
