@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "fulcrum/log.hpp"
 
 namespace fulcrum::health {
@@ -18,8 +20,8 @@ uint64_t ms(Millis d) {
   return static_cast<uint64_t>(std::max<int64_t>(0, d.count()));
 }
 
-pool::BackendState combine(const BackendConfig& config, bool health_up) {
-  switch (config.state) {
+pool::BackendState combine(AdminState admin, bool health_up) {
+  switch (admin) {
     case AdminState::Draining:
       return pool::BackendState::Draining;
     case AdminState::Disabled:
@@ -52,6 +54,7 @@ Checker::Checker(uv_loop_t* loop, std::vector<pool::Pool*> pools,
       entry->pool = pool;
       entry->index = i;
       entry->config = &config.backends[i];
+      entry->admin = entry->config->state;
       const HealthCheckConfig& health = entry->config->health;
       entry->tracker = Tracker(health.rise, health.fall);
       if (health.type == HealthCheckType::None) {
@@ -86,7 +89,7 @@ void Checker::start(std::function<void()> first_round) {
   }
 
   for (auto& entry : entries_) {
-    if (entry->probe && entry->config->state != AdminState::Disabled) {
+    if (entry->probe && entry->admin != AdminState::Disabled) {
       ++first_pending_;
       uv_timer_start(&entry->timer, onTimer_cb, 0, 0);
     }
@@ -144,6 +147,16 @@ void Checker::onResult(Entry& entry, const ProbeResult& result) {
   }
   const bool first = !entry.tracker.checked();
   entry.last = result;
+  ProbeRecord record{std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count(),
+                     result.ok, static_cast<uint32_t>(result.latency.count()), result.detail};
+  if (entry.recent.size() < kRecentProbes) {
+    entry.recent.push_back(std::move(record));
+  } else {
+    entry.recent[entry.recent_next] = std::move(record);
+  }
+  entry.recent_next = (entry.recent_next + 1) % kRecentProbes;
 
   const Tracker::Verdict verdict = entry.tracker.record(result.ok);
   const char* check = toString(entry.config->health.type);
@@ -191,7 +204,7 @@ void Checker::firstResultSeen(Entry& /*entry*/) {
 }
 
 void Checker::scheduleNext(Entry& entry) {
-  if (closed_ || !entry.timer_open) {
+  if (closed_ || !entry.timer_open || entry.admin == AdminState::Disabled) {
     return;
   }
   // Probes keep a fixed cadence from start to start, so a slow or timed-out probe does not
@@ -271,7 +284,7 @@ void Checker::applyHealth(Entry& entry, bool up, bool went_down, bool ramp) {
   } else if (!up && was_up) {
     backend.stats->went_down_total.fetch_add(1, std::memory_order_relaxed);
   }
-  backend.state = combine(*entry.config, up);
+  backend.state = combine(entry.admin, up);
 
   const PoolConfig& config = entry.pool->config();
   if (config.slow_start.count() > 0) {
@@ -334,7 +347,7 @@ bool Checker::updateRamps() {
       continue;
     }
     pool::Backend& backend = entry.pool->backends()[entry.index];
-    const uint32_t full = backend.weight * kSlowStartScale;
+    const uint32_t full = fullWeight(entry);
     uint32_t weight = full;
     if (entry.up_since_ms != 0) {
       const Millis elapsed{static_cast<int64_t>(now - entry.up_since_ms)};
@@ -361,6 +374,123 @@ bool Checker::updateRamps() {
     uv_timer_start(&ramp_timer_, onRamp_cb, kRampTickMs, kRampTickMs);
   }
   return ramping;
+}
+
+uint32_t Checker::fullWeight(const Entry& entry) const {
+  const uint32_t weight = entry.pool->backends()[entry.index].weight;
+  return entry.pool->config().slow_start.count() > 0 ? weight * kSlowStartScale : weight;
+}
+
+Checker::Entry* Checker::find(std::string_view pool, std::string_view backend,
+                              std::string& error) {
+  bool pool_found = false;
+  for (auto& entry : entries_) {
+    if (entry->pool->name() != pool) {
+      continue;
+    }
+    pool_found = true;
+    if (entry->pool->backends()[entry->index].key == backend) {
+      return entry.get();
+    }
+  }
+  error = pool_found ? fmt::format("pool {} has no backend {}", pool, backend)
+                     : fmt::format("no pool named {}", pool);
+  return nullptr;
+}
+
+std::string Checker::setAdminState(std::string_view pool, std::string_view backend,
+                                   AdminState state) {
+  std::string error;
+  Entry* entry = find(pool, backend, error);
+  if (entry == nullptr) {
+    return error;
+  }
+  if (entry->admin == state) {
+    return {};
+  }
+  const AdminState before = entry->admin;
+  entry->admin = state;
+  pool::Backend& b = entry->pool->backends()[entry->index];
+  spdlog::info("backend state set pool={} backend={} from={} to={} by=admin", pool, backend,
+               toString(before), toString(state));
+
+  if (entry->probe) {
+    if (state == AdminState::Disabled) {
+      uv_timer_stop(&entry->timer);
+    } else if (before == AdminState::Disabled && !entry->probe->running()) {
+      uv_timer_start(&entry->timer, onTimer_cb, 0, 0);
+    }
+  }
+  b.state = combine(entry->admin, entry->health_up);
+  publish(*entry->pool);
+  return {};
+}
+
+std::string Checker::setWeight(std::string_view pool, std::string_view backend,
+                               uint32_t weight) {
+  if (weight > kMaxWeight) {
+    return fmt::format("weight {} is out of range; use 0..{}", weight, kMaxWeight);
+  }
+  std::string error;
+  Entry* entry = find(pool, backend, error);
+  if (entry == nullptr) {
+    return error;
+  }
+  pool::Backend& b = entry->pool->backends()[entry->index];
+  if (b.weight == weight) {
+    return {};
+  }
+  spdlog::info("backend weight set pool={} backend={} from={} to={} by=admin", pool, backend,
+               b.weight, weight);
+  b.weight = weight;
+  if (entry->up_since_ms == 0) {
+    b.effective_weight = fullWeight(*entry);
+  }
+  updateRamps();
+  publish(*entry->pool);
+  return {};
+}
+
+std::vector<PoolStatus> Checker::status() const {
+  std::vector<PoolStatus> out;
+  for (pool::Pool* pool : pools_) {
+    PoolStatus ps;
+    ps.name = pool->name();
+    ps.algorithm = pool->config().algorithm;
+    ps.check = pool->config().health.type;
+    const auto snapshot = pool->snapshot();
+    ps.up = snapshot->upCount();
+    ps.fallback = snapshot->fallback();
+    const bool scaled = pool->config().slow_start.count() > 0;
+    for (const auto& entry : entries_) {
+      if (entry->pool != pool) {
+        continue;
+      }
+      const pool::Backend& b = pool->backends()[entry->index];
+      BackendStatus bs;
+      bs.key = b.key;
+      bs.backup = b.backup;
+      bs.state = b.state;
+      bs.admin = entry->admin;
+      bs.health_up = entry->health_up;
+      bs.checked = entry->probe != nullptr && entry->tracker.checked();
+      bs.weight = b.weight;
+      bs.effective_weight = scaled ? (b.effective_weight + kSlowStartScale - 1) / kSlowStartScale
+                                   : b.effective_weight;
+      bs.slow_starting = entry->up_since_ms != 0;
+      // Oldest first: the ring's next slot is its oldest once full.
+      for (size_t i = 0; i < entry->recent.size(); ++i) {
+        const size_t at = entry->recent.size() < kRecentProbes
+                              ? i
+                              : (entry->recent_next + i) % kRecentProbes;
+        bs.recent.push_back(entry->recent[at]);
+      }
+      bs.stats = b.stats;
+      ps.backends.push_back(std::move(bs));
+    }
+    out.push_back(std::move(ps));
+  }
+  return out;
 }
 
 }  // namespace fulcrum::health

@@ -15,6 +15,8 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "health/probe.hpp"
@@ -22,6 +24,39 @@
 #include "pool/pool.hpp"
 
 namespace fulcrum::health {
+
+// One probe result kept for the status API.
+struct ProbeRecord {
+  int64_t unix_ms = 0;
+  bool ok = false;
+  uint32_t latency_ms = 0;
+  std::string detail;
+};
+
+struct BackendStatus {
+  std::string key;  // ip:port, as in logs.
+  bool backup = false;
+  pool::BackendState state = pool::BackendState::Up;
+  AdminState admin = AdminState::Enabled;
+  bool health_up = true;
+  bool checked = false;  // Has a probe result (always false without an active check).
+  uint32_t weight = 1;
+  uint32_t effective_weight = 1;  // What pickers use now, in the weight's own units.
+  bool slow_starting = false;
+  std::vector<ProbeRecord> recent;  // Oldest first, at most kRecentProbes.
+  std::shared_ptr<pool::BackendStats> stats;
+};
+
+struct PoolStatus {
+  std::string name;
+  Algorithm algorithm = Algorithm::RoundRobin;
+  HealthCheckType check = HealthCheckType::None;
+  uint32_t up = 0;
+  bool fallback = false;  // all_down = "all" is in effect.
+  std::vector<BackendStatus> backends;
+};
+
+inline constexpr size_t kRecentProbes = 10;
 
 class Checker {
  public:
@@ -42,6 +77,15 @@ class Checker {
   // Stops every timer and probe and closes their handles; the loop must turn afterwards.
   void close();
 
+  // Operator actions (admin API), on the loop thread. Idempotent. Each returns an empty
+  // string on success, or a message for the operator naming what was not found or not
+  // allowed. A disabled backend is not probed; enabling it probes it at once.
+  std::string setAdminState(std::string_view pool, std::string_view backend, AdminState state);
+  std::string setWeight(std::string_view pool, std::string_view backend, uint32_t weight);
+
+  // A copy of every pool's and backend's state, for status pages and metrics.
+  std::vector<PoolStatus> status() const;
+
  private:
   struct Entry {
     Checker* owner = nullptr;
@@ -49,6 +93,9 @@ class Checker {
     uint32_t index = 0;  // In pool->backends().
     const BackendConfig* config = nullptr;
     Tracker tracker{1, 1};
+    AdminState admin = AdminState::Enabled;
+    std::vector<ProbeRecord> recent;  // Ring of the last kRecentProbes results.
+    size_t recent_next = 0;
     std::unique_ptr<Probe> probe;
     uv_timer_t timer;
     bool timer_open = false;
@@ -75,6 +122,8 @@ class Checker {
   void publish(pool::Pool& pool);
   bool updateRamps();
   void firstResultSeen(Entry& entry);
+  Entry* find(std::string_view pool, std::string_view backend, std::string& error);
+  uint32_t fullWeight(const Entry& entry) const;
 
   uv_loop_t* loop_;
   std::vector<pool::Pool*> pools_;
