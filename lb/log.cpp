@@ -72,4 +72,9 @@ void initLogging(LogLevel level) {
   spdlog::set_default_logger(logger);
 }
 
+void setLogLevel(LogLevel level) {
+  spdlog::default_logger()->set_level(toSpdlog(level));
+  spdlog::info("log level set level={}", toString(level));
+}
+
 }  // namespace fulcrum

@@ -141,4 +141,14 @@ const char* toString(AdminState v) {
   return "unknown";
 }
 
+const char* toString(AccessLogFormat v) {
+  switch (v) {
+    case AccessLogFormat::Logfmt:
+      return "logfmt";
+    case AccessLogFormat::Json:
+      return "json";
+  }
+  return "unknown";
+}
+
 }  // namespace fulcrum

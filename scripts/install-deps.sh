@@ -6,10 +6,10 @@ set -euo pipefail
 packages=(
   # Build.
   build-essential cmake ninja-build pkg-config git
-  libuv1-dev libfmt-dev libspdlog-dev libtoml11-dev libcli11-dev libxxhash-dev libhttp-parser-dev catch2
+  libuv1-dev libfmt-dev libspdlog-dev libtoml11-dev libcli11-dev libxxhash-dev libhttp-parser-dev libsystemd-dev catch2 nlohmann-json3-dev
   # Real servers and clients the tests and demos start.
   python3 redis-server redis-tools nginx libnginx-mod-stream wrk curl netcat-openbsd procps iproute2
-  nsd bind9-dnsutils dnsperf
+  nsd bind9-dnsutils dnsperf systemd prometheus chromium
 )
 
 missing=()

@@ -37,6 +37,8 @@ struct GlobalConfig {
 struct StatusRange {
   uint16_t low = 200;
   uint16_t high = 399;
+
+  bool operator==(const StatusRange&) const = default;
 };
 
 // Active and passive health checking of one backend. A pool's [pool.NAME.health] table gives
@@ -64,7 +66,7 @@ struct HealthCheckConfig {
   std::string http_method = "GET";
   std::string http_path = "/";
   std::string http_host;  // Empty: the target address.
-  std::vector<StatusRange> http_status{StatusRange{200, 399}};
+  std::vector<StatusRange> http_status = std::vector<StatusRange>(1, StatusRange{200, 399});
   std::string http_body;  // Substring the body must contain; empty: any body.
 
   // Passive detection: this many consecutive connect failures, timeouts or ICMP errors seen
@@ -72,6 +74,8 @@ struct HealthCheckConfig {
   // passively downed backend returns after passive_cooldown.
   uint32_t passive_failures = 3;
   Millis passive_cooldown{10000};
+
+  bool operator==(const HealthCheckConfig&) const = default;
 };
 
 struct BackendConfig {
@@ -113,14 +117,42 @@ struct ListenerConfig {
   uint32_t replies = 0;           // Replies expected per client datagram; 0 = unlimited.
                                   // Once every datagram got its replies, the session ends.
   TableFullPolicy table_full = TableFullPolicy::DropNew;
+
+  bool operator==(const ListenerConfig&) const = default;
 };
 
 inline constexpr Millis kDefaultUdpIdleTimeout{30000};
 inline constexpr uint32_t kMaxUdpSessions = 1000000;
 
+// The admin endpoint (status API, operator actions, metrics, status page). Off unless listen
+// or socket is set. Over TCP every request must carry the token; over the unix socket the
+// socket file's mode (0600, owner only) is the access control and the token is not asked for.
+struct AdminConfig {
+  std::optional<Endpoint> listen;  // TCP address; port 0 = the kernel picks (logged).
+  std::string socket;              // Unix socket path; empty = none.
+  std::string token;               // From token, or token_file's contents trimmed.
+  uint32_t max_body = 65536;       // Largest request body, bytes; more gets 413.
+  uint32_t max_connections = 32;   // Admin connections open at once; more get 503.
+  Millis request_timeout{10000};   // From accept to a complete request; then 408.
+
+  bool enabled() const { return listen.has_value() || !socket.empty(); }
+};
+
+inline constexpr uint32_t kMaxAdminBody = 16u << 20;
+inline constexpr uint32_t kMaxAdminConnections = 1024;
+
+// One line per finished session. Off unless the [access_log] table is present.
+struct AccessLogConfig {
+  bool enabled = false;
+  std::string path = "stderr";  // "stderr", "stdout" or an absolute file path (appended to).
+  AccessLogFormat format = AccessLogFormat::Logfmt;
+};
+
 struct Config {
   std::string source;  // File name the config came from.
   GlobalConfig global;
+  AdminConfig admin;
+  AccessLogConfig access_log;
   std::vector<ListenerConfig> listeners;
   std::vector<PoolConfig> pools;
 

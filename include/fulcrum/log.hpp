@@ -12,4 +12,7 @@ namespace fulcrum {
 
 void initLogging(LogLevel level);
 
+// Changes the level at run time (config reload). Thread-safe.
+void setLogLevel(LogLevel level);
+
 }  // namespace fulcrum

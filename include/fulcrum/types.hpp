@@ -33,6 +33,8 @@ enum class OnDown { Continue, Close };
 // What a pool does when no backend is up.
 enum class AllDownPolicy { Refuse, All };
 
+enum class AccessLogFormat { Logfmt, Json };
+
 // Operator-set state of a backend; health is tracked separately.
 enum class AdminState { Enabled, Draining, Disabled };
 
@@ -47,5 +49,6 @@ const char* toString(ExpectMatch v);
 const char* toString(OnDown v);
 const char* toString(AllDownPolicy v);
 const char* toString(AdminState v);
+const char* toString(AccessLogFormat v);
 
 }  // namespace fulcrum

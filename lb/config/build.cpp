@@ -344,7 +344,7 @@ Config buildConfig(const toml::value& root, const std::string& file, ConfigSourc
   config.source = file;
 
   TableReader reader(file, root, "the top level");
-  reader.rejectUnknownKeys({"global", "listener", "pool"});
+  reader.rejectUnknownKeys({"global", "listener", "pool", "access_log", "admin"});
 
   if (const toml::value* global = reader.find("global")) {
     requireTable(reader, "global", *global, "[global]");
@@ -352,6 +352,14 @@ Config buildConfig(const toml::value& root, const std::string& file, ConfigSourc
   }
   buildListeners(file, reader, config, sources);
   buildPools(file, reader, config, sources);
+  if (const toml::value* access_log = reader.find("access_log")) {
+    requireTable(reader, "access_log", *access_log, "[access_log]");
+    config.access_log = buildAccessLog(file, *access_log);
+  }
+  if (const toml::value* admin = reader.find("admin")) {
+    requireTable(reader, "admin", *admin, "[admin]");
+    config.admin = buildAdmin(file, *admin);
+  }
   return config;
 }
 

@@ -57,6 +57,13 @@ void applyHealthOverrides(const std::string& file, const toml::value* overrides,
                           const std::string& context, const Endpoint& backend,
                           const HealthDefaults& defaults, HealthCheckConfig& health);
 
+// Reads the [access_log] table.
+AccessLogConfig buildAccessLog(const std::string& file, const toml::value& table);
+
+// Reads the [admin] table; reads token_file, so a missing or empty token file is a config
+// error rather than a surprise at start.
+AdminConfig buildAdmin(const std::string& file, const toml::value& table);
+
 // Builds the model, checking every value on its own: types, ranges, names, durations,
 // addresses, unknown keys. Pools keep their order in the file.
 Config buildConfig(const toml::value& root, const std::string& file, ConfigSources& sources);

@@ -46,35 +46,57 @@ Checker::Checker(uv_loop_t* loop, std::vector<pool::Pool*> pools,
   ramp_timer_.data = this;
 
   for (pool::Pool* pool : pools_) {
-    const PoolConfig& config = pool->config();
-    std::vector<pool::Backend>& backends = pool->backends();
-    for (uint32_t i = 0; i < backends.size(); ++i) {
-      auto entry = std::make_unique<Entry>();
-      entry->owner = this;
-      entry->pool = pool;
-      entry->index = i;
-      entry->config = &config.backends[i];
-      entry->admin = entry->config->state;
-      const HealthCheckConfig& health = entry->config->health;
-      entry->tracker = Tracker(health.rise, health.fall);
-      if (health.type == HealthCheckType::None) {
-        entry->tracker.forceUp();
-        entry->health_up = true;
-      } else {
-        entry->probe = std::make_unique<Probe>(loop_, health);
-      }
-      uv_timer_init(loop_, &entry->timer);
-      entry->timer.data = entry.get();
-      entry->timer_open = true;
-
-      if (config.slow_start.count() > 0) {
-        backends[i].effective_weight = backends[i].weight * kSlowStartScale;
-      }
-      entries_.push_back(std::move(entry));
+    for (uint32_t i = 0; i < pool->backends().size(); ++i) {
+      entries_.push_back(makeEntry(pool, i));
     }
     pool->rebuild();
     pool_up_.push_back(pool->snapshot()->upCount());
   }
+}
+
+std::unique_ptr<Checker::Entry> Checker::makeEntry(pool::Pool* pool, uint32_t index) {
+  const PoolConfig& config = pool->config();
+  pool::Backend& backend = pool->backends()[index];
+  auto entry = std::make_unique<Entry>();
+  entry->owner = this;
+  entry->pool = pool;
+  entry->index = index;
+  entry->config_copy = config.backends[index];
+  entry->admin = entry->config->state;
+  const HealthCheckConfig& health = entry->config->health;
+  entry->tracker = Tracker(health.rise, health.fall);
+  if (health.type == HealthCheckType::None) {
+    entry->tracker.forceUp();
+    entry->health_up = true;
+  } else {
+    entry->probe = std::make_unique<Probe>(loop_, health);
+  }
+  uv_timer_init(loop_, &entry->timer);
+  entry->timer.data = entry.get();
+  entry->timer_open = true;
+  backend.state = combine(entry->admin, entry->health_up);
+  if (config.slow_start.count() > 0) {
+    backend.effective_weight = backend.weight * kSlowStartScale;
+  }
+  return entry;
+}
+
+void Checker::installPassive() {
+  for (pool::Pool* pool : pools_) {
+    const uint32_t threshold = pool->config().health.passive_failures;
+    pool->setPassiveDetection(threshold, [this] { uv_async_send(&async_); });
+  }
+}
+
+void Checker::retire(std::unique_ptr<Entry> entry) {
+  if (entry->timer_open) {
+    entry->timer_open = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&entry->timer), nullptr);
+  }
+  if (entry->probe) {
+    entry->probe->close([] {});
+  }
+  retired_.push_back(std::move(entry));
 }
 
 Checker::~Checker() = default;
@@ -83,10 +105,7 @@ void Checker::start(std::function<void()> first_round) {
   started_ = true;
   first_round_ = std::move(first_round);
 
-  for (pool::Pool* pool : pools_) {
-    const uint32_t threshold = pool->config().health.passive_failures;
-    pool->setPassiveDetection(threshold, [this] { uv_async_send(&async_); });
-  }
+  installPassive();
 
   for (auto& entry : entries_) {
     if (entry->probe && entry->admin != AdminState::Disabled) {
@@ -164,18 +183,20 @@ void Checker::onResult(Entry& entry, const ProbeResult& result) {
                 entry.pool->name(), backend.key, check, result.ok, result.detail,
                 result.latency.count());
 
+  // Each transition is published before it is logged: once the line is out, no new flow
+  // picks the backend (flows picked just before may still be connecting).
   if (verdict == Tracker::Verdict::WentUp) {
+    applyHealth(entry, true, false, /*ramp=*/!first);
     spdlog::info("backend up pool={} backend={} reason={} check={} detail={} latency_ms={} "
                  "passes={}",
                  entry.pool->name(), backend.key, first ? "first_probe" : "probe", check,
                  result.detail, result.latency.count(), entry.tracker.passes());
-    applyHealth(entry, true, false, /*ramp=*/!first);
   } else if (verdict == Tracker::Verdict::WentDown) {
+    applyHealth(entry, false, true, false);
     spdlog::warn("backend down pool={} backend={} reason=probe check={} detail={} latency_ms={} "
                  "failures={}",
                  entry.pool->name(), backend.key, check, result.detail, result.latency.count(),
                  entry.tracker.fails());
-    applyHealth(entry, false, true, false);
   } else if (first) {
     // Started down and the first probe agreed: say so once, so an operator starting
     // Fulcrum sees why a backend takes no traffic.
@@ -185,6 +206,7 @@ void Checker::onResult(Entry& entry, const ProbeResult& result) {
     applyHealth(entry, false, false, false);
   }
 
+  flushLogs();
   if (first) {
     firstResultSeen(entry);
   }
@@ -208,7 +230,9 @@ void Checker::scheduleNext(Entry& entry) {
     return;
   }
   // Probes keep a fixed cadence from start to start, so a slow or timed-out probe does not
-  // stretch the period: detection stays within fall x interval + timeout.
+  // stretch the period, except that a probe never starts before the previous one ended:
+  // detection takes at most interval + (fall - 1) x max(fast_interval, timeout) + timeout
+  // (+ jitter per wait).
   const HealthCheckConfig& health = entry.config->health;
   const uint64_t period = ms(entry.tracker.changing() ? health.fast_interval : health.interval);
   const uint64_t spent = uv_now(loop_) - entry.probe_started_ms;
@@ -221,7 +245,9 @@ void Checker::scheduleNext(Entry& entry) {
 }
 
 void Checker::onAsync_cb(uv_async_t* handle) {
-  static_cast<Checker*>(handle->data)->onPassiveReports();
+  auto* checker = static_cast<Checker*>(handle->data);
+  checker->onPassiveReports();
+  checker->flushLogs();
 }
 
 void Checker::onPassiveReports() {
@@ -243,6 +269,7 @@ void Checker::onPassiveReports() {
     entry.tracker.forceDown();
     stats.passive_downs_total.fetch_add(1, std::memory_order_relaxed);
     const HealthCheckConfig& health = entry.config->health;
+    applyHealth(entry, false, true, false);
     if (entry.probe) {
       spdlog::warn("backend down pool={} backend={} reason=passive failures={} "
                    "recovery=probe rise={}",
@@ -252,7 +279,6 @@ void Checker::onPassiveReports() {
                    "recovery=cooldown cooldown_ms={}",
                    entry.pool->name(), backend.key, failures, health.passive_cooldown.count());
     }
-    applyHealth(entry, false, true, false);
 
     if (entry.probe) {
       // Probe again soon: recovery needs rise passes in a row from here.
@@ -270,9 +296,10 @@ void Checker::onCooldownOver(Entry& entry) {
   entry.cooling_down = false;
   entry.tracker.forceUp();
   pool::Backend& backend = entry.pool->backends()[entry.index];
+  applyHealth(entry, true, false, true);
   spdlog::info("backend up pool={} backend={} reason=passive_cooldown cooldown_ms={}",
                entry.pool->name(), backend.key, entry.config->health.passive_cooldown.count());
-  applyHealth(entry, true, false, true);
+  flushLogs();
 }
 
 void Checker::applyHealth(Entry& entry, bool up, bool went_down, bool ramp) {
@@ -314,14 +341,26 @@ void Checker::publish(pool::Pool& pool) {
     if (first_pending_ != 0) {
       // The first round is still running: "health checks started" reports the outcome.
     } else if (up == 0 && pool_up_[p] != 0) {
-      spdlog::warn("pool has no backend up pool={} policy={} action={}", pool.name(),
-                   toString(pool.config().all_down),
-                   snapshot->fallback() ? "use_every_enabled_backend" : "refuse_new_flows");
+      pending_logs_.emplace_back(
+          spdlog::level::warn,
+          fmt::format("pool has no backend up pool={} policy={} action={}", pool.name(),
+                      toString(pool.config().all_down),
+                      snapshot->fallback() ? "use_every_enabled_backend" : "refuse_new_flows"));
     } else if (up != 0 && pool_up_[p] == 0) {
-      spdlog::info("pool has backends up again pool={} up={}", pool.name(), up);
+      pending_logs_.emplace_back(
+          spdlog::level::info,
+          fmt::format("pool has backends up again pool={} up={}", pool.name(), up));
     }
     pool_up_[p] = up;
   }
+}
+
+// Pool-level lines follow the backend line that caused them.
+void Checker::flushLogs() {
+  for (const auto& [level, line] : pending_logs_) {
+    spdlog::log(level, "{}", line);
+  }
+  pending_logs_.clear();
 }
 
 void Checker::onRamp_cb(uv_timer_t* handle) {
@@ -329,6 +368,7 @@ void Checker::onRamp_cb(uv_timer_t* handle) {
   if (!checker->updateRamps()) {
     uv_timer_stop(handle);
   }
+  checker->flushLogs();
 }
 
 // Recomputes slow-start weights. Returns true while any backend is still ramping; publishes
@@ -423,6 +463,7 @@ std::string Checker::setAdminState(std::string_view pool, std::string_view backe
   }
   b.state = combine(entry->admin, entry->health_up);
   publish(*entry->pool);
+  flushLogs();
   return {};
 }
 
@@ -448,6 +489,7 @@ std::string Checker::setWeight(std::string_view pool, std::string_view backend,
   }
   updateRamps();
   publish(*entry->pool);
+  flushLogs();
   return {};
 }
 
@@ -491,6 +533,98 @@ std::vector<PoolStatus> Checker::status() const {
     out.push_back(std::move(ps));
   }
   return out;
+}
+
+void Checker::reload(std::vector<pool::Pool*> pools) {
+  std::vector<std::unique_ptr<Entry>> old = std::move(entries_);
+  entries_.clear();
+  pools_ = std::move(pools);
+  pool_up_.clear();
+
+  for (pool::Pool* pool : pools_) {
+    const PoolConfig& config = pool->config();
+    for (uint32_t i = 0; i < pool->backends().size(); ++i) {
+      pool::Backend& backend = pool->backends()[i];
+      auto match = std::find_if(old.begin(), old.end(), [&](const auto& e) {
+        return e && e->pool->name() == pool->name() &&
+               e->config_copy.address == config.backends[i].address;
+      });
+      if (match == old.end()) {
+        auto entry = makeEntry(pool, i);
+        if (entry->probe && entry->admin != AdminState::Disabled && !closed_) {
+          ++first_pending_;  // Counted so firstResultSeen stays balanced; nobody waits.
+          uv_timer_start(&entry->timer, onTimer_cb, 0, 0);
+        }
+        spdlog::info("backend added pool={} backend={} state={}", pool->name(), backend.key,
+                     pool::toString(backend.state));
+        entries_.push_back(std::move(entry));
+        continue;
+      }
+
+      std::unique_ptr<Entry> entry = std::move(*match);
+      const BackendConfig& next = config.backends[i];
+      const BackendConfig before = entry->config_copy;
+      entry->pool = pool;
+      entry->index = i;
+      entry->config_copy = next;
+      // The file wins only where it changed; otherwise an operator's runtime change stays.
+      if (next.state != before.state) {
+        entry->admin = next.state;
+      }
+
+      if (!(next.health == before.health)) {
+        // A different check: keep the verdict so far, start probing the new way at once.
+        const bool was_up = entry->health_up;
+        const bool checked = entry->tracker.checked();
+        if (entry->probe) {
+          retired_probes_.push_back(std::move(entry->probe));
+          retired_probes_.back()->close([] {});
+        }
+        entry->tracker = Tracker(next.health.rise, next.health.fall);
+        if (next.health.type == HealthCheckType::None) {
+          entry->tracker.forceUp();
+          entry->health_up = true;
+        } else {
+          entry->probe = std::make_unique<Probe>(loop_, entry->config->health);
+          if (checked) {
+            was_up ? entry->tracker.forceUp() : entry->tracker.forceDown();
+          }
+          if (entry->timer_open && !closed_ && entry->admin != AdminState::Disabled) {
+            uv_timer_start(&entry->timer, onTimer_cb, 0, 0);
+          }
+        }
+        spdlog::info("backend check changed pool={} backend={} check={}", pool->name(),
+                     backend.key, toString(next.health.type));
+      }
+      backend.state = combine(entry->admin, entry->health_up);
+      entries_.push_back(std::move(entry));
+    }
+  }
+
+  for (auto& entry : old) {
+    if (entry) {
+      spdlog::info("backend removed pool={} backend={}", entry->pool->name(),
+                   entry->config_copy.address.toString());
+      retire(std::move(entry));
+    }
+  }
+
+  installPassive();
+  for (pool::Pool* pool : pools_) {
+    for (auto& entry : entries_) {
+      if (entry->pool != pool) {
+        continue;
+      }
+      pool::Backend& backend = pool->backends()[entry->index];
+      const uint32_t full = fullWeight(*entry);
+      backend.effective_weight =
+          entry->up_since_ms != 0 ? std::min(backend.effective_weight, full) : full;
+    }
+    pool->rebuild();
+    pool_up_.push_back(pool->snapshot()->upCount());
+  }
+  updateRamps();
+  flushLogs();
 }
 
 }  // namespace fulcrum::health

@@ -17,8 +17,10 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "fulcrum/log.hpp"
 #include "health/probe.hpp"
 #include "health/tracker.hpp"
 #include "pool/pool.hpp"
@@ -86,12 +88,19 @@ class Checker {
   // A copy of every pool's and backend's state, for status pages and metrics.
   std::vector<PoolStatus> status() const;
 
+  // After a config reload updated the pools in place (Pool::update): matches backends by
+  // pool name and address, so a backend that stays keeps its health state, probe history,
+  // operator state and slow-start ramp; its probe is replaced only if its check changed.
+  // New backends are probed at once; removed ones stop being probed.
+  void reload(std::vector<pool::Pool*> pools);
+
  private:
   struct Entry {
     Checker* owner = nullptr;
     pool::Pool* pool = nullptr;
     uint32_t index = 0;  // In pool->backends().
-    const BackendConfig* config = nullptr;
+    BackendConfig config_copy;  // Owned: a reload replaces the pool's config.
+    const BackendConfig* config = &config_copy;
     Tracker tracker{1, 1};
     AdminState admin = AdminState::Enabled;
     std::vector<ProbeRecord> recent;  // Ring of the last kRecentProbes results.
@@ -122,6 +131,10 @@ class Checker {
   void publish(pool::Pool& pool);
   bool updateRamps();
   void firstResultSeen(Entry& entry);
+  std::unique_ptr<Entry> makeEntry(pool::Pool* pool, uint32_t index);
+  void retire(std::unique_ptr<Entry> entry);
+  void installPassive();
+  void flushLogs();
   Entry* find(std::string_view pool, std::string_view backend, std::string& error);
   uint32_t fullWeight(const Entry& entry) const;
 
@@ -130,7 +143,10 @@ class Checker {
   std::function<void()> close_sessions_;
   std::function<void()> first_round_;
   std::vector<std::unique_ptr<Entry>> entries_;
-  std::vector<uint32_t> pool_up_;  // Up count per pool at the last publish, for logging.
+  std::vector<std::unique_ptr<Entry>> retired_;  // Closing; freed with the checker.
+  std::vector<std::unique_ptr<Probe>> retired_probes_;
+  std::vector<uint32_t> pool_up_;
+  std::vector<std::pair<spdlog::level::level_enum, std::string>> pending_logs_;  // Up count per pool at the last publish, for logging.
   uv_async_t async_;
   uv_timer_t ramp_timer_;
   bool started_ = false;

@@ -40,7 +40,14 @@ void onTokenClosed_cb(uv_handle_t* handle) {
 Probe::Probe(uv_loop_t* loop, const HealthCheckConfig& config)
     : impl_(std::make_unique<Impl>(loop, config)) {}
 
-Probe::~Probe() = default;
+Probe::~Probe() {
+  // The contract asks for close() first; if a caller forgot, cancelling still releases the
+  // handles (they do not need the Probe) and keeps the attempt from reporting into freed
+  // memory.
+  if (impl_->current != nullptr) {
+    impl_->current->cancel();
+  }
+}
 
 void Probe::start(Done done) {
   Impl& impl = *impl_;

@@ -1,5 +1,6 @@
 #include "pool/pool.hpp"
 
+#include <algorithm>
 #include <utility>
 
 namespace fulcrum::pool {
@@ -104,28 +105,60 @@ uint32_t PoolSnapshot::pick(uint64_t flow_hash, std::span<const uint8_t> tried) 
   return pickFromTier(backup_, flow_hash, tried);
 }
 
+namespace {
+
+Backend freshBackend(const BackendConfig& bc) {
+  Backend b;
+  b.address = bc.address;
+  b.key = bc.address.toString();
+  b.weight = bc.weight;
+  b.effective_weight = bc.weight;
+  b.backup = bc.backup;
+  // A backend under an active check starts down and is brought up by its first passing
+  // probe, which the control plane runs before any listener accepts.
+  if (bc.state == AdminState::Draining) {
+    b.state = BackendState::Draining;
+  } else if (bc.state == AdminState::Disabled) {
+    b.state = BackendState::Disabled;
+  } else if (bc.health.type != HealthCheckType::None) {
+    b.state = BackendState::Down;
+  }
+  b.stats = std::make_shared<BackendStats>();
+  return b;
+}
+
+}  // namespace
+
 Pool::Pool(const PoolConfig& config) : name_(config.name), config_(config) {
   backends_.reserve(config.backends.size());
   for (const BackendConfig& bc : config.backends) {
-    Backend b;
-    b.address = bc.address;
-    b.key = bc.address.toString();
-    b.weight = bc.weight;
-    b.effective_weight = bc.weight;
-    b.backup = bc.backup;
-    // A backend under an active check starts down and is brought up by its first passing
-    // probe, which the control plane runs before any listener accepts.
-    if (bc.state == AdminState::Draining) {
-      b.state = BackendState::Draining;
-    } else if (bc.state == AdminState::Disabled) {
-      b.state = BackendState::Disabled;
-    } else if (bc.health.type != HealthCheckType::None) {
-      b.state = BackendState::Down;
-    }
-    b.stats = std::make_shared<BackendStats>();
-    backends_.push_back(std::move(b));
+    backends_.push_back(freshBackend(bc));
   }
   rebuild();
+}
+
+void Pool::update(const PoolConfig& next) {
+  std::vector<Backend> backends;
+  backends.reserve(next.backends.size());
+  for (const BackendConfig& bc : next.backends) {
+    auto old = std::find_if(backends_.begin(), backends_.end(),
+                            [&](const Backend& b) { return b.address == bc.address; });
+    if (old == backends_.end()) {
+      backends.push_back(freshBackend(bc));
+      continue;
+    }
+    Backend b = *old;
+    b.backup = bc.backup;
+    auto old_config = std::find_if(config_.backends.begin(), config_.backends.end(),
+                                   [&](const BackendConfig& c) { return c.address == bc.address; });
+    if (old_config == config_.backends.end() || old_config->weight != bc.weight) {
+      b.weight = bc.weight;
+      b.effective_weight = bc.weight;
+    }
+    backends.push_back(std::move(b));
+  }
+  config_ = next;
+  backends_ = std::move(backends);
 }
 
 void Pool::rebuild() {
@@ -134,7 +167,8 @@ void Pool::rebuild() {
 
 void Pool::reportFailure(BackendStats& stats) const {
   const uint32_t failures = stats.consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (passive_threshold_ == 0 || failures < passive_threshold_ || !notify_) {
+  const uint32_t threshold = passive_threshold_.load(std::memory_order_relaxed);
+  if (threshold == 0 || failures < threshold || !notify_) {
     return;
   }
   // Only the flip wakes the control plane; later failures while it is pending add nothing.

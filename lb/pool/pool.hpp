@@ -16,6 +16,7 @@
 #include "fulcrum/balance.hpp"
 #include "fulcrum/config.hpp"
 #include "fulcrum/endpoint.hpp"
+#include "pool/latency_histogram.hpp"
 
 namespace fulcrum::pool {
 
@@ -25,6 +26,9 @@ struct BackendStats {
   std::atomic<uint32_t> active{0};                  // Sessions open now.
   std::atomic<uint64_t> sessions_total{0};          // Sessions that reached the backend.
   std::atomic<uint64_t> connect_fail_total{0};      // Refused, timed out or failed connects.
+  // connect_fail_total split by reason (ConnectFail), and the time successful connects took.
+  std::atomic<uint64_t> connect_fail_by_reason_total[kConnectFailReasons] = {};
+  LatencyHistogram connect_latency;
   std::atomic<uint64_t> bytes_to_backend_total{0};
   std::atomic<uint64_t> bytes_from_backend_total{0};
   // Set by the first failed connect after a success, cleared by the next success, so
@@ -144,10 +148,20 @@ class Pool {
 
   // Control plane, before workers start: the wake-up for passive detection (must be
   // thread-safe, such as uv_async_send) and the threshold (0 = passive detection off).
+  // The notifier is installed once (workers may be calling it); later calls, after a
+  // reload, change only the threshold.
   void setPassiveDetection(uint32_t threshold, std::function<void()> notify) {
-    passive_threshold_ = threshold;
-    notify_ = std::move(notify);
+    passive_threshold_.store(threshold, std::memory_order_relaxed);
+    if (!notify_) {
+      notify_ = std::move(notify);
+    }
   }
+
+  // Control plane, on reload: takes next as the pool's config. Backends are matched by
+  // address: one that stays keeps its counters, state and slow-start weight, and an
+  // operator's runtime weight unless the file changed that backend's weight. Call
+  // rebuild() (the health checker does) to publish.
+  void update(const PoolConfig& next);
 
   // Control plane: publishes a rebuilt snapshot; flows picked from here on see it.
   void publish(std::shared_ptr<const PoolSnapshot> snapshot) {
@@ -170,7 +184,7 @@ class Pool {
   std::vector<Backend> backends_;
   std::atomic<std::shared_ptr<const PoolSnapshot>> snapshot_;
   std::atomic<bool> unavailable_{false};
-  uint32_t passive_threshold_ = 0;
+  std::atomic<uint32_t> passive_threshold_{0};
   std::function<void()> notify_;
 };
 

@@ -4,14 +4,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 
 #include <fmt/format.h>
 
+#include "admin/admin_server.hpp"
 #include "fulcrum/log.hpp"
 #include "health/checker.hpp"
+#include "runtime/access_log.hpp"
+#include "runtime/systemd.hpp"
 #include "udp/udp_socket.hpp"
 
 namespace fulcrum::runtime {
@@ -107,6 +111,7 @@ Server::~Server() {
     }
   }
   workers_.clear();
+  AccessLog::setCurrent(nullptr);
   // Closing handles may close others in their callbacks (health probes do); a few turns
   // settle them without waiting on anything still active.
   for (int turn = 0; turn < 8 && uv_run(&loop_, UV_RUN_NOWAIT) != 0; ++turn) {
@@ -115,52 +120,75 @@ Server::~Server() {
   checker_.reset();
 }
 
-void Server::bindListeners(std::vector<std::vector<ListenSocket>>& per_worker) {
-  for (const PoolConfig& pool_config : config_.pools) {
-    pools_.push_back(std::make_unique<pool::Pool>(pool_config));
-  }
+// Binds one listener on every worker (worker 0 first: a configured port 0 becomes the
+// kernel's choice, which the others then share through SO_REUSEPORT) and appends the fds to
+// per_worker. On failure closes the fds it opened and throws StartupError.
+std::unique_ptr<ListenerState> Server::bindListener(
+    const ListenerConfig& config, pool::Pool* pool,
+    std::vector<std::vector<ListenSocket>>& per_worker) {
+  auto state = std::make_unique<ListenerState>();
+  state->config = config;
+  state->address = config.bind;
+  state->pool = pool;
 
-  for (const ListenerConfig& listener_config : config_.listeners) {
-    auto state = std::make_unique<ListenerState>();
-    state->config = listener_config;
-    state->address = listener_config.bind;
-    for (auto& pool : pools_) {
-      if (pool->name() == listener_config.pool) {
-        state->pool = pool.get();
-      }
-    }
-
-    // Worker 0 binds first; a configured port 0 becomes the kernel's choice, which the
-    // other workers then share through SO_REUSEPORT.
+  std::vector<int> opened;
+  try {
     for (unsigned w = 0; w < worker_count_; ++w) {
       int fd;
-      try {
-        if (listener_config.protocol == Protocol::Udp) {
-          fd = udp::openListenSocket(listener_config, state->address, w == 0);
-        } else {
-          if (w == 0) {
-            ensureAddressFree(listener_config, state->address);
-          }
-          fd = openListenSocket(listener_config, state->address);
+      if (config.protocol == Protocol::Udp) {
+        fd = udp::openListenSocket(config, state->address, w == 0);
+      } else {
+        if (w == 0) {
+          ensureAddressFree(config, state->address);
         }
-      } catch (...) {
-        for (auto& sockets : per_worker) {
-          for (ListenSocket& s : sockets) {
-            ::close(s.fd);
-          }
-          sockets.clear();
-        }
-        throw;
+        fd = openListenSocket(config, state->address);
       }
+      opened.push_back(fd);
       if (w == 0 && state->address.port() == 0) {
         sockaddr_storage bound{};
         socklen_t len = sizeof(bound);
         ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
         state->address = Endpoint::fromSockaddr(reinterpret_cast<const sockaddr*>(&bound));
       }
-      per_worker[w].push_back(ListenSocket{state.get(), fd});
     }
-    listeners_.push_back(std::move(state));
+  } catch (...) {
+    for (int fd : opened) {
+      ::close(fd);
+    }
+    throw;
+  }
+  for (unsigned w = 0; w < worker_count_; ++w) {
+    per_worker[w].push_back(ListenSocket{state.get(), opened[w]});
+  }
+  return state;
+}
+
+pool::Pool* Server::findPool(std::string_view name) const {
+  for (const auto& pool : pools_) {
+    if (pool->name() == name) {
+      return pool.get();
+    }
+  }
+  return nullptr;
+}
+
+void Server::bindListeners(std::vector<std::vector<ListenSocket>>& per_worker) {
+  for (const PoolConfig& pool_config : config_.pools) {
+    pools_.push_back(std::make_unique<pool::Pool>(pool_config));
+  }
+  try {
+    for (const ListenerConfig& listener_config : config_.listeners) {
+      listeners_.push_back(
+          bindListener(listener_config, findPool(listener_config.pool), per_worker));
+    }
+  } catch (...) {
+    for (auto& sockets : per_worker) {
+      for (ListenSocket& s : sockets) {
+        ::close(s.fd);
+      }
+      sockets.clear();
+    }
+    throw;
   }
 }
 
@@ -178,6 +206,19 @@ void Server::start() {
   uv_signal_init(&loop_, &sighup_);
   sighup_.data = this;
   uv_signal_start(&sighup_, onSighup_cb, SIGHUP);
+  // SIGUSR1 reopens the access log after logrotate moved it.
+  uv_signal_init(&loop_, &sigusr1_);
+  sigusr1_.data = this;
+  uv_signal_start(&sigusr1_, onSigusr1_cb, SIGUSR1);
+
+  if (config_.access_log.enabled) {
+    try {
+      access_log_ = std::make_unique<AccessLog>(config_.access_log);
+    } catch (const std::runtime_error& e) {
+      throw StartupError(e.what());
+    }
+    AccessLog::setCurrent(access_log_.get());
+  }
 
   uv_timer_init(&loop_, &drain_tick_);
   uv_timer_init(&loop_, &drain_deadline_);
@@ -208,6 +249,34 @@ void Server::start() {
                  "backends={}",
                  state->config.name, state->address.toString(), worker_count_, pool.name(),
                  toString(pool.algorithm()), pool.backends().size());
+  }
+  systemd::ready(fmt::format("serving {} listener(s) with {} worker(s)", listeners_.size(),
+                              worker_count_));
+  startWatchdog();
+  startAdmin();
+}
+
+// Last in start(): the admin endpoint reports on listeners and pools, so it opens once they
+// exist. Its handles close in closeHandles() with the others.
+void Server::startAdmin() {
+  if (!config_.admin.enabled()) {
+    return;
+  }
+  admin::AdminSources sources;
+  sources.listeners = [this] {
+    std::vector<const ListenerState*> out;
+    for (const auto& state : listeners_) {
+      out.push_back(state.get());
+    }
+    return out;
+  };
+  sources.checker = [this] { return checker_.get(); };
+  sources.draining = [this] { return draining_; };
+  admin_ = std::make_unique<admin::AdminServer>(&loop_, config_.admin, std::move(sources));
+  try {
+    admin_->start();
+  } catch (const admin::HttpListenError& e) {
+    throw StartupError(e.what());
   }
 }
 
@@ -254,9 +323,225 @@ void Server::onSignal_cb(uv_signal_t* handle, int signum) {
   static_cast<Server*>(handle->data)->onSignal(signum);
 }
 
-void Server::onSighup_cb(uv_signal_t* /*handle*/, int /*signum*/) {
-  spdlog::warn("signal ignored signal=SIGHUP reason=reload_not_supported_in_this_version "
-               "action=keep_running");
+void Server::onSighup_cb(uv_signal_t* handle, int /*signum*/) {
+  static_cast<Server*>(handle->data)->reload("SIGHUP");
+}
+
+std::string Server::reload(std::string_view trigger) {
+  if (draining_ || stopped_) {
+    spdlog::warn("reload refused trigger={} reason=draining", trigger);
+    return "Fulcrum is draining; a reload would not take effect";
+  }
+
+  Config next;
+  try {
+    next = loadConfigFile(config_.source);
+  } catch (const ConfigError& e) {
+    spdlog::error("reload failed trigger={} reason=invalid_config action=keep_running_config "
+                  "error=\"{}\"",
+                  trigger, e.what());
+    return e.what();
+  }
+  systemd::reloading(fmt::format("reloading {}", config_.source));
+
+  // What happens to each listener, decided by name. Sockets for new addresses are bound
+  // before anything changes, so a bind failure leaves the running config untouched.
+  enum class Fate { Keep, Change, Replace, Add };
+  std::vector<Fate> fates;
+  std::vector<ListenerState*> olds;
+  std::vector<std::vector<ListenSocket>> per_worker(worker_count_);
+  std::vector<std::unique_ptr<ListenerState>> bound;  // Parallel to next.listeners; may be null.
+  try {
+    for (const ListenerConfig& lc : next.listeners) {
+      auto old = std::find_if(listeners_.begin(), listeners_.end(),
+                              [&](const auto& s) { return s->config.name == lc.name; });
+      ListenerState* old_state = old == listeners_.end() ? nullptr : old->get();
+      Fate fate = Fate::Add;
+      if (old_state != nullptr) {
+        const bool same_socket = old_state->config.bind == lc.bind &&
+                                 old_state->config.protocol == lc.protocol &&
+                                 old_state->config.backlog == lc.backlog;
+        fate = !same_socket ? Fate::Replace
+               : old_state->config == lc ? Fate::Keep
+                                         : Fate::Change;
+      }
+      fates.push_back(fate);
+      olds.push_back(old_state);
+      bound.push_back(fate == Fate::Add || fate == Fate::Replace
+                          ? bindListener(lc, nullptr, per_worker)
+                          : nullptr);
+    }
+  } catch (const StartupError& e) {
+    for (auto& sockets : per_worker) {
+      for (ListenSocket& s : sockets) {
+        ::close(s.fd);
+      }
+    }
+    spdlog::error("reload failed trigger={} reason=bind action=keep_running_config error=\"{}\"",
+                  trigger, e.what());
+    systemd::ready("reload failed; running the previous config");
+    return e.what();
+  }
+
+  // Pools: updated in place by name, so listeners' pointers and backends' counters stay.
+  std::vector<std::unique_ptr<pool::Pool>> pools;
+  for (const PoolConfig& pc : next.pools) {
+    auto old = std::find_if(pools_.begin(), pools_.end(),
+                            [&](const auto& p) { return p && p->name() == pc.name; });
+    if (old != pools_.end()) {
+      (*old)->update(pc);
+      pools.push_back(std::move(*old));
+    } else {
+      pools.push_back(std::make_unique<pool::Pool>(pc));
+    }
+  }
+  for (auto& pool : pools_) {
+    if (pool) {
+      retired_pools_.push_back(std::move(pool));  // Open sessions may still use it.
+    }
+  }
+  pools_ = std::move(pools);
+  std::vector<pool::Pool*> pool_ptrs;
+  for (auto& pool : pools_) {
+    pool_ptrs.push_back(pool.get());
+  }
+  checker_->reload(std::move(pool_ptrs));
+
+  // Listeners.
+  size_t kept = 0, changed = 0, added = 0, removed = 0;
+  std::vector<std::unique_ptr<ListenerState>> listeners;
+  for (size_t i = 0; i < next.listeners.size(); ++i) {
+    const ListenerConfig& lc = next.listeners[i];
+    ListenerState* old = olds[i];
+    auto take_old = [&] {
+      auto it = std::find_if(listeners_.begin(), listeners_.end(),
+                             [&](const auto& s) { return s.get() == old; });
+      std::unique_ptr<ListenerState> owned = std::move(*it);
+      listeners_.erase(it);
+      return owned;
+    };
+    switch (fates[i]) {
+      case Fate::Keep: {
+        // Same config, so the same pool object (pools are updated in place by name).
+        listeners.push_back(take_old());
+        ++kept;
+        break;
+      }
+      case Fate::Change: {
+        // Same socket, new settings: new sessions take the new state.
+        auto state = std::make_unique<ListenerState>();
+        state->config = lc;
+        state->address = old->address;
+        state->pool = findPool(lc.pool);
+        for (auto& worker : workers_) {
+          worker->replaceState(old, state.get());
+        }
+        retired_listeners_.push_back(take_old());
+        listeners.push_back(std::move(state));
+        ++changed;
+        break;
+      }
+      case Fate::Replace:
+        for (auto& worker : workers_) {
+          worker->retireListener(old);
+        }
+        retired_listeners_.push_back(take_old());
+        ++removed;
+        [[fallthrough]];
+      case Fate::Add:
+        bound[i]->pool = findPool(lc.pool);
+        listeners.push_back(std::move(bound[i]));
+        ++added;
+        break;
+    }
+  }
+  for (auto& old : listeners_) {
+    for (auto& worker : workers_) {
+      worker->retireListener(old.get());
+    }
+    spdlog::info("listener stopped listener={} address={} reason=removed_by_reload "
+                 "sessions_left={}",
+                 old->config.name, old->address.toString(),
+                 old->active.load(std::memory_order_relaxed));
+    retired_listeners_.push_back(std::move(old));
+    ++removed;
+  }
+  listeners_ = std::move(listeners);
+  for (unsigned w = 0; w < worker_count_; ++w) {
+    if (!per_worker[w].empty()) {
+      workers_[w]->addSockets(std::move(per_worker[w]));
+    }
+  }
+  for (size_t i = 0; i < next.listeners.size(); ++i) {
+    if (fates[i] == Fate::Add || fates[i] == Fate::Replace) {
+      const ListenerState& state = *listeners_[i];
+      spdlog::info("listener started listener={} address={} workers={} pool={} algorithm={} "
+                   "backends={}",
+                   state.config.name, state.address.toString(), worker_count_,
+                   state.pool->name(), toString(state.pool->config().algorithm),
+                   state.pool->config().backends.size());
+    }
+  }
+
+  // Global settings; the worker count is fixed for the life of the process.
+  if (next.global.workers != config_.global.workers) {
+    spdlog::warn("reload kept workers={} reason=needs_restart configured={}",
+                 config_.global.workers, next.global.workers);
+    next.global.workers = config_.global.workers;
+  }
+  if (next.global.log_level != config_.global.log_level) {
+    setLogLevel(next.global.log_level);
+  }
+  if (next.access_log.enabled != config_.access_log.enabled ||
+      next.access_log.path != config_.access_log.path ||
+      next.access_log.format != config_.access_log.format) {
+    spdlog::warn("reload kept the access log as it was reason=needs_restart");
+    next.access_log = config_.access_log;
+  }
+  next.admin = config_.admin;
+  config_ = std::move(next);
+
+  size_t backends = 0;
+  for (const auto& pool : pools_) {
+    backends += pool->backends().size();
+  }
+  spdlog::info("config reloaded trigger={} listeners={} kept={} changed={} added={} removed={} "
+               "pools={} backends={}",
+               trigger, listeners_.size(), kept, changed, added, removed, pools_.size(),
+               backends);
+  systemd::ready(fmt::format("serving {} listener(s) with {} worker(s)", listeners_.size(),
+                             worker_count_));
+  return {};
+}
+
+// With WatchdogSec= in the unit, the control loop pings at half the period: a stuck control
+// plane gets the service restarted.
+void Server::startWatchdog() {
+  const uint64_t interval = systemd::watchdogIntervalMs();
+  if (interval == 0) {
+    return;
+  }
+  uv_timer_init(&loop_, &watchdog_);
+  watchdog_.data = this;
+  watchdog_open_ = true;
+  uv_timer_start(
+      &watchdog_, [](uv_timer_t*) { systemd::watchdogPing(); }, 0, std::max<uint64_t>(1, interval / 2));
+  spdlog::info("systemd watchdog enabled interval_ms={}", interval);
+}
+
+void Server::onSigusr1_cb(uv_signal_t* handle, int /*signum*/) {
+  auto* server = static_cast<Server*>(handle->data);
+  if (!server->access_log_) {
+    spdlog::info("signal ignored signal=SIGUSR1 reason=no_access_log");
+    return;
+  }
+  const std::string error = server->access_log_->reopen();
+  if (error.empty()) {
+    spdlog::info("access log reopened path={}", server->access_log_->config().path);
+  } else {
+    spdlog::error("access log reopen failed path={} reason=\"{}\" action=keep_old_file",
+                  server->access_log_->config().path, error);
+  }
 }
 
 void Server::onDrainTick_cb(uv_timer_t* handle) {
@@ -281,6 +566,8 @@ void Server::onSignal(int signum) {
   }
 
   draining_ = true;
+  systemd::stopping(fmt::format("draining {} session(s), {} ms at most", activeSessions(),
+                                config_.global.drain_timeout.count()));
   spdlog::info("shutdown requested signal={} sessions={} drain_timeout_ms={}", name,
                activeSessions(), config_.global.drain_timeout.count());
   for (auto& worker : workers_) {
@@ -325,10 +612,18 @@ void Server::closeHandles() {
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sigusr1_), nullptr);
+  if (watchdog_open_) {
+    watchdog_open_ = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&watchdog_), nullptr);
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_tick_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_deadline_), nullptr);
   if (checker_) {
     checker_->close();
+  }
+  if (admin_) {
+    admin_->close();
   }
 }
 

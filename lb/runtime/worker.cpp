@@ -93,6 +93,74 @@ void Worker::closeDownedTcpSessions() {
   }
 }
 
+void Worker::post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(tasks_mutex_);
+    tasks_.push_back(std::move(task));
+  }
+  commands_.fetch_or(kTasks, std::memory_order_release);
+  uv_async_send(&async_);
+}
+
+void Worker::runTasks() {
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard<std::mutex> lock(tasks_mutex_);
+    tasks.swap(tasks_);
+  }
+  for (auto& task : tasks) {
+    task();
+  }
+}
+
+void Worker::addSockets(std::vector<ListenSocket> sockets) {
+  post([this, sockets = std::move(sockets)] {
+    for (const ListenSocket& socket : sockets) {
+      if (shutting_down_) {
+        ::close(socket.fd);
+        continue;
+      }
+      if (socket.state->config.protocol == Protocol::Udp) {
+        udp_listeners_.push_back(std::make_unique<udp::Listener>(*this, socket));
+        udp_listeners_.back()->start();
+      } else {
+        acceptors_.push_back(std::make_unique<tcp::Acceptor>(*this, socket));
+        acceptors_.back()->start();
+      }
+    }
+  });
+}
+
+void Worker::replaceState(const ListenerState* old_state, ListenerState* new_state) {
+  post([this, old_state, new_state] {
+    for (auto& acceptor : acceptors_) {
+      if (acceptor->state() == old_state) {
+        acceptor->setState(new_state);
+      }
+    }
+    for (auto& listener : udp_listeners_) {
+      if (listener->state() == old_state) {
+        listener->setState(new_state);
+      }
+    }
+  });
+}
+
+void Worker::retireListener(const ListenerState* state) {
+  post([this, state] {
+    for (auto& acceptor : acceptors_) {
+      if (acceptor->state() == state) {
+        acceptor->close();
+      }
+    }
+    for (auto& listener : udp_listeners_) {
+      if (listener->state() == state) {
+        listener->stopAccepting();
+      }
+    }
+  });
+}
+
 void Worker::linkSession(tcp::Session* session) {
   session->prev_ = nullptr;
   session->next_ = sessions_head_;
@@ -131,6 +199,10 @@ void Worker::onAsync() {
     for (auto& listener : udp_listeners_) {
       listener->stopAccepting();
     }
+  }
+
+  if ((commands & kTasks) && !shutting_down_) {
+    runTasks();
   }
 
   if ((commands & kCloseDowned) && !shutting_down_) {

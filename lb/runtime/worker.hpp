@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -59,6 +60,14 @@ class Worker {
   // on_down = "close" (see BackendStats::close_generation).
   void closeDownedSessions();
 
+  // Thread-safe reload steps, applied on the worker thread in the order posted:
+  // start accepting on new sockets (the worker owns their fds), hand a listener's socket to
+  // a new state (new sessions use it; open ones keep theirs), and stop accepting for a
+  // listener that is gone (its open sessions carry on).
+  void addSockets(std::vector<ListenSocket> sockets);
+  void replaceState(const ListenerState* old_state, ListenerState* new_state);
+  void retireListener(const ListenerState* state);
+
   unsigned id() const { return id_; }
   uint32_t activeSessions() const { return active_sessions_.load(std::memory_order_relaxed); }
 
@@ -75,19 +84,23 @@ class Worker {
   void udpSessionClosed() { active_sessions_.fetch_sub(1, std::memory_order_relaxed); }
 
  private:
-  enum Command : uint32_t { kStopAccepting = 1, kShutdown = 2, kCloseDowned = 4 };
+  enum Command : uint32_t { kStopAccepting = 1, kShutdown = 2, kCloseDowned = 4, kTasks = 8 };
 
   static void onAsync_cb(uv_async_t* handle);
   void onAsync();
   void run();
   void closeAcceptors();
   void closeDownedTcpSessions();
+  void post(std::function<void()> task);
+  void runTasks();
 
   unsigned id_;
   uv_loop_t loop_;
   uv_async_t async_;
   std::thread thread_;
   std::atomic<uint32_t> commands_{0};
+  std::mutex tasks_mutex_;
+  std::vector<std::function<void()>> tasks_;  // Guarded by tasks_mutex_.
   std::atomic<uint32_t> active_sessions_{0};
   std::vector<ListenSocket> sockets_;
   std::vector<std::unique_ptr<tcp::Acceptor>> acceptors_;

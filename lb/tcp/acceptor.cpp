@@ -28,7 +28,7 @@ constexpr uint64_t kPauseOnFdExhaustionMs = 100;
 }  // namespace
 
 Acceptor::Acceptor(runtime::Worker& worker, runtime::ListenSocket socket)
-    : worker_(worker), state_(*socket.state), fd_(socket.fd) {
+    : worker_(worker), state_(socket.state), fd_(socket.fd) {
   spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
@@ -91,42 +91,42 @@ void Acceptor::onReadable() {
       continue;
     }
 
-    state_.accept_error_total.fetch_add(1, std::memory_order_relaxed);
+    state_->accept_error_total.fetch_add(1, std::memory_order_relaxed);
     if (errno == EMFILE || errno == ENFILE) {
       shedOneConnection();
       continue;
     }
-    spdlog::error("accept failed listener={} reason={}", state_.config.name,
+    spdlog::error("accept failed listener={} reason={}", state_->config.name,
                   std::strerror(errno));
     return;
   }
 }
 
 void Acceptor::admit(int fd, const sockaddr_storage& peer) {
-  state_.accepted_total.fetch_add(1, std::memory_order_relaxed);
+  state_->accepted_total.fetch_add(1, std::memory_order_relaxed);
 
   // Reserve a slot first, then check, so two workers cannot both take the last one.
-  const uint32_t before = state_.active.fetch_add(1, std::memory_order_relaxed);
-  if (before >= state_.config.max_connections) {
-    state_.active.fetch_sub(1, std::memory_order_relaxed);
-    state_.rejected_max_connections_total.fetch_add(1, std::memory_order_relaxed);
-    if (!state_.at_capacity.exchange(true, std::memory_order_relaxed)) {
+  const uint32_t before = state_->active.fetch_add(1, std::memory_order_relaxed);
+  if (before >= state_->config.max_connections) {
+    state_->active.fetch_sub(1, std::memory_order_relaxed);
+    state_->rejected_max_connections_total.fetch_add(1, std::memory_order_relaxed);
+    if (!state_->at_capacity.exchange(true, std::memory_order_relaxed)) {
       spdlog::warn("listener at max_connections listener={} max_connections={} "
                    "action=close_new_clients",
-                   state_.config.name, state_.config.max_connections);
+                   state_->config.name, state_->config.max_connections);
     }
     ::close(fd);
     return;
   }
-  if (state_.at_capacity.load(std::memory_order_relaxed) &&
-      state_.at_capacity.exchange(false, std::memory_order_relaxed)) {
+  if (state_->at_capacity.load(std::memory_order_relaxed) &&
+      state_->at_capacity.exchange(false, std::memory_order_relaxed)) {
     spdlog::info("listener below max_connections listener={} max_connections={}",
-                 state_.config.name, state_.config.max_connections);
+                 state_->config.name, state_->config.max_connections);
   }
 
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  Session::start(worker_, state_, fd, peer);
+  Session::start(worker_, *state_, fd, peer);
 }
 
 void Acceptor::shedOneConnection() {
@@ -135,7 +135,7 @@ void Acceptor::shedOneConnection() {
     last_fd_warning_ms_ = now;
     spdlog::warn("accept failed listener={} reason=out_of_file_descriptors "
                  "action=close_new_clients",
-                 state_.config.name);
+                 state_->config.name);
   }
 
   // Workers share one descriptor table, so the number freed by closing the spare may be

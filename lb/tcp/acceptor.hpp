@@ -22,6 +22,11 @@ class Acceptor {
   // Stops accepting and closes the listening socket. Idempotent.
   void close();
 
+  // On reload: sessions accepted from now on belong to state; those already open keep the
+  // state they started with. Worker thread only.
+  void setState(runtime::ListenerState* state) { state_ = state; }
+  const runtime::ListenerState* state() const { return state_; }
+
  private:
   static void onReadable_cb(uv_poll_t* handle, int status, int events);
   void onReadable();
@@ -31,7 +36,7 @@ class Acceptor {
   static void onResume_cb(uv_timer_t* handle);
 
   runtime::Worker& worker_;
-  runtime::ListenerState& state_;
+  runtime::ListenerState* state_;
   int fd_;
   uv_poll_t poll_;
   uv_timer_t resume_timer_;

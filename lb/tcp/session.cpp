@@ -10,6 +10,7 @@
 
 #include "fulcrum/flow_hash.hpp"
 #include "fulcrum/log.hpp"
+#include "runtime/access_log.hpp"
 #include "runtime/worker.hpp"
 #include "tcp/proxy_header.hpp"
 
@@ -53,6 +54,21 @@ void armReset(int fd) {
   }
   const linger lg{1, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+pool::ConnectFail connectFailOf(int error, bool timed_out) {
+  if (timed_out) {
+    return pool::ConnectFail::Timeout;
+  }
+  switch (error) {
+    case ECONNREFUSED:
+      return pool::ConnectFail::Refused;
+    case ENETUNREACH:
+    case EHOSTUNREACH:
+      return pool::ConnectFail::Unreachable;
+    default:
+      return pool::ConnectFail::Other;
+  }
 }
 
 std::string connectErrorName(int error, bool timed_out) {
@@ -204,6 +220,9 @@ void Session::connectNext() {
   ++open_handles_;
   backend_events_ = 0;
 
+  // uv_hrtime rather than the loop's millisecond clock: a loopback connect takes tens of
+  // microseconds, which the histogram's first bucket (0.5 ms) must still see correctly.
+  connect_started_ns_ = uv_hrtime();
   int rc;
   do {
     rc = ::connect(fd, backend.address.sa(), backend.address.len());
@@ -225,6 +244,8 @@ void Session::connectNext() {
 void Session::onConnectFailed(int error, bool timed_out) {
   const pool::Backend& backend = snapshot_->backends()[backend_index_];
   backend.stats->connect_fail_total.fetch_add(1, std::memory_order_relaxed);
+  backend.stats->connect_fail_by_reason_total[static_cast<size_t>(connectFailOf(error, timed_out))]
+      .fetch_add(1, std::memory_order_relaxed);
   backend.stats->active.fetch_sub(1, std::memory_order_relaxed);
   counted_ = false;
   listener_.pool->reportFailure(*backend.stats);
@@ -254,6 +275,7 @@ void Session::onConnected() {
 
   const pool::Backend& backend = snapshot_->backends()[backend_index_];
   backend.stats->sessions_total.fetch_add(1, std::memory_order_relaxed);
+  backend.stats->connect_latency.record((uv_hrtime() - connect_started_ns_) / 1000);
   listener_.pool->reportSuccess(*backend.stats);
   if (backend.stats->failing.load(std::memory_order_relaxed) &&
       backend.stats->failing.exchange(false, std::memory_order_relaxed)) {
@@ -615,6 +637,19 @@ void Session::finish(CloseReason reason) {
 }
 
 void Session::logClose() const {
+  if (const runtime::AccessLog* access = runtime::AccessLog::current()) {
+    runtime::AccessRecord record;
+    record.listener = listener_.config.name;
+    record.protocol = Protocol::Tcp;
+    record.client = reinterpret_cast<const sockaddr*>(&peer_);
+    record.backend =
+        backend_index_ == pool::kNoBackend ? "-" : snapshot_->backends()[backend_index_].key;
+    record.bytes_up = up_.bytes;
+    record.bytes_down = down_.bytes;
+    record.duration_ms = uv_now(worker_.loop()) - started_ms_;
+    record.reason = toString(reason_);
+    access->write(record);
+  }
   if (!spdlog::should_log(spdlog::level::debug)) {
     return;
   }

@@ -141,6 +141,7 @@ class Session {
   Direction down_;  // Backend to client.
 
   uint64_t started_ms_ = 0;
+  uint64_t connect_started_ns_ = 0;  // uv_hrtime() at the current attempt's connect().
   uint64_t last_activity_ms_ = 0;
   bool connected_ = false;
   bool counted_ = false;  // This session is counted in its backend's active sessions.

@@ -33,17 +33,20 @@ constexpr uint64_t kMaxSweepMs = 1000;
 // Drops that hit every datagram alike are logged at most this often per listener.
 constexpr uint64_t kDropLogIntervalMs = 5000;
 
+uint64_t idleMs(const runtime::ListenerState& state) {
+  return static_cast<uint64_t>(std::max<int64_t>(1, state.config.idle_timeout.count()));
+}
+
 }  // namespace
 
 Listener::Listener(runtime::Worker& worker, runtime::ListenSocket socket)
     : worker_(worker),
-      state_(*socket.state),
-      stats_(socket.state->udp),
+      state_(socket.state),
+      stats_(&socket.state->udp),
       fd_(socket.fd),
       port_be_(htons(socket.state->address.port())),
       wildcard_(isWildcard(socket.state->address)),
-      idle_ms_(static_cast<uint64_t>(std::max<int64_t>(1, socket.state->config.idle_timeout
-                                                              .count()))),
+      idle_ms_(idleMs(*socket.state)),
       batch_(std::make_unique<DatagramBatch>()) {}
 
 Listener::~Listener() {
@@ -58,8 +61,7 @@ void Listener::start() {
   uv_timer_init(worker_.loop(), &sweep_timer_);
   sweep_timer_.data = this;
 
-  const uint64_t period = std::clamp(idle_ms_ / 4, kMinSweepMs, kMaxSweepMs);
-  uv_timer_start(&sweep_timer_, onSweep_cb, period, period);
+  startSweep();
   uv_poll_start(&poll_, UV_READABLE, onReadable_cb);
   started_ = true;
   open_ = true;
@@ -68,6 +70,29 @@ void Listener::start() {
 
 void Listener::stopAccepting() {
   accepting_ = false;
+}
+
+void Listener::setState(runtime::ListenerState* state) {
+  if (state == state_) {
+    return;
+  }
+  // This worker's open sessions now count against the new state's max_sessions; the old
+  // state's counters keep what happened before the switch.
+  const auto open = static_cast<uint32_t>(table_.size());
+  stats_->sessions.fetch_sub(open, std::memory_order_relaxed);
+  state->udp.sessions.fetch_add(open, std::memory_order_relaxed);
+
+  state_ = state;
+  stats_ = &state->udp;
+  idle_ms_ = idleMs(*state);
+  if (open_) {
+    startSweep();
+  }
+}
+
+void Listener::startSweep() {
+  const uint64_t period = std::clamp(idle_ms_ / 4, kMinSweepMs, kMaxSweepMs);
+  uv_timer_start(&sweep_timer_, onSweep_cb, period, period);
 }
 
 void Listener::close() {
@@ -128,7 +153,7 @@ size_t Listener::closeSessionsOfDownBackends() {
   for (size_t i = 0; i < hit.size(); ++i) {
     spdlog::info("sessions closed for backend down worker={} listener={} backend={} "
                  "sessions={} reason=on_down_close",
-                 worker_.id(), state_.config.name, hit[i].second->key, counts[i]);
+                 worker_.id(), state_->config.name, hit[i].second->key, counts[i]);
   }
   return closed;
 }
@@ -136,8 +161,12 @@ size_t Listener::closeSessionsOfDownBackends() {
 void Listener::onReadable_cb(uv_poll_t* handle, int status, int /*events*/) {
   auto* self = static_cast<Listener*>(handle->data);
   if (status < 0) {
-    // POLLERR on an unconnected UDP socket carries nothing we act on; libuv stopped the
-    // handle, so start it again while the listener is open.
+    // POLLERR on an unconnected UDP socket carries nothing we act on. Reading SO_ERROR
+    // clears it, so the level-triggered poll cannot spin on it; libuv stopped the handle,
+    // so start it again while the listener is open.
+    int error = 0;
+    socklen_t len = sizeof(error);
+    ::getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &error, &len);
     if (self->open_) {
       uv_poll_start(&self->poll_, UV_READABLE, onReadable_cb);
     }
@@ -159,9 +188,9 @@ void Listener::onReadable() {
         continue;
       }
       if (errno != EAGAIN && errno != EWOULDBLOCK &&
-          runtime::logAllowed(stats_.last_drop_log_ms, uv_now(worker_.loop()),
+          runtime::logAllowed(stats_->last_drop_log_ms, uv_now(worker_.loop()),
                               kDropLogIntervalMs)) {
-        spdlog::error("udp receive failed listener={} reason=\"{}\"", state_.config.name,
+        spdlog::error("udp receive failed listener={} reason=\"{}\"", state_->config.name,
                       std::strerror(errno));
       }
       return;
@@ -229,28 +258,28 @@ void Listener::handleBatch(unsigned count, uint64_t now) {
   if (run_len != 0) {
     forwardToBackend(run, run_indices, run_len, now);
   }
-  stats_.datagrams_from_client_total.fetch_add(count, std::memory_order_relaxed);
-  stats_.bytes_from_client_total.fetch_add(bytes, std::memory_order_relaxed);
+  stats_->datagrams_from_client_total.fetch_add(count, std::memory_order_relaxed);
+  stats_->bytes_from_client_total.fetch_add(bytes, std::memory_order_relaxed);
 }
 
 bool Listener::reserveSlot() {
-  const uint32_t max_sessions = state_.config.max_sessions;
-  const bool evict = state_.config.table_full == TableFullPolicy::EvictOldest;
+  const uint32_t max_sessions = state_->config.max_sessions;
+  const bool evict = state_->config.table_full == TableFullPolicy::EvictOldest;
 
   // Reserve first, then check, so two workers cannot both take the last slot.
-  if (stats_.sessions.fetch_add(1, std::memory_order_relaxed) < max_sessions) {
-    if (stats_.table_full.load(std::memory_order_relaxed) &&
-        stats_.table_full.exchange(false, std::memory_order_relaxed)) {
+  if (stats_->sessions.fetch_add(1, std::memory_order_relaxed) < max_sessions) {
+    if (stats_->table_full.load(std::memory_order_relaxed) &&
+        stats_->table_full.exchange(false, std::memory_order_relaxed)) {
       spdlog::info("udp session table has room again listener={} max_sessions={}",
-                   state_.config.name, max_sessions);
+                   state_->config.name, max_sessions);
     }
     return true;
   }
-  stats_.sessions.fetch_sub(1, std::memory_order_relaxed);
+  stats_->sessions.fetch_sub(1, std::memory_order_relaxed);
 
-  if (!stats_.table_full.exchange(true, std::memory_order_relaxed)) {
+  if (!stats_->table_full.exchange(true, std::memory_order_relaxed)) {
     spdlog::warn("udp session table full listener={} max_sessions={} policy={} action={}",
-                 state_.config.name, max_sessions, toString(state_.config.table_full),
+                 state_->config.name, max_sessions, toString(state_->config.table_full),
                  evict ? "evict_least_recently_active" : "drop_new_clients");
   }
 
@@ -258,10 +287,10 @@ bool Listener::reserveSlot() {
   // this worker holds none (the others hold them all), the new client is dropped instead.
   if (evict && table_.oldest() != nullptr) {
     endSession(*static_cast<Session*>(table_.oldest()), EndReason::Evicted);
-    if (stats_.sessions.fetch_add(1, std::memory_order_relaxed) < max_sessions) {
+    if (stats_->sessions.fetch_add(1, std::memory_order_relaxed) < max_sessions) {
       return true;
     }
-    stats_.sessions.fetch_sub(1, std::memory_order_relaxed);
+    stats_->sessions.fetch_sub(1, std::memory_order_relaxed);
   }
   return false;
 }
@@ -276,25 +305,33 @@ void Listener::sweep() {
     endSession(*static_cast<Session*>(node), EndReason::IdleTimeout);
     ++ended;
   }
+
+  // A listener that takes no new clients (drain, or retired by a reload) has no use for
+  // its socket once its last session is gone.
+  if (!accepting_ && open_) {
+    spdlog::debug("udp listener socket closed listener={} worker={} reason=no_sessions_left",
+                  state_->config.name, worker_.id());
+    close();
+  }
 }
 
 void Listener::noteDrop(Drop reason, uint64_t count, const sockaddr* client) {
-  stats_.countDrop(reason, count);
+  stats_->countDrop(reason, count);
 
   // Table-full and no-backend drops have their own once-per-episode lines; draining ones
   // follow the "shutdown requested" line and are expected.
   if (reason == Drop::TableFull || reason == Drop::NoBackend || reason == Drop::Draining) {
     return;
   }
-  if (!runtime::logAllowed(stats_.last_drop_log_ms, uv_now(worker_.loop()),
+  if (!runtime::logAllowed(stats_->last_drop_log_ms, uv_now(worker_.loop()),
                            kDropLogIntervalMs)) {
     return;
   }
   spdlog::warn("udp datagrams dropped listener={} reason={} client={} dropped_total={} "
                "(logged at most every {} s)",
-               state_.config.name, toString(reason),
+               state_->config.name, toString(reason),
                client != nullptr ? Endpoint::fromSockaddr(client).toString() : "-",
-               stats_.drops_total[static_cast<size_t>(reason)].load(std::memory_order_relaxed),
+               stats_->drops_total[static_cast<size_t>(reason)].load(std::memory_order_relaxed),
                kDropLogIntervalMs / 1000);
 }
 

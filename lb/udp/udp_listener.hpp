@@ -46,8 +46,9 @@ class Listener {
 
   void start();
 
-  // Drain: datagrams of clients without a session are dropped (counted as draining); open
-  // sessions carry on both ways until they end on their own or close() is called.
+  // Drain or retirement by a reload: datagrams of clients without a session are dropped
+  // (counted as draining); open sessions carry on both ways until they end on their own or
+  // close() is called. The socket is closed at the first sweep that finds no session left.
   void stopAccepting();
 
   // Ends every session (reason shutdown) and closes the socket. Idempotent.
@@ -58,6 +59,11 @@ class Listener {
   size_t closeSessionsOfDownBackends();
 
   size_t sessionCount() const { return table_.size(); }
+  const runtime::ListenerState* state() const { return state_; }
+
+  // Reload: the listener keeps its socket and sessions but reads its config (idle_timeout,
+  // replies, max_sessions, table_full) and counts into state from now on.
+  void setState(runtime::ListenerState* state);
 
  private:
   // libuv callbacks.
@@ -71,6 +77,7 @@ class Listener {
   void handleBatch(unsigned count, uint64_t now);
   bool reserveSlot();
   void sweep();
+  void startSweep();
   void noteDrop(Drop reason, uint64_t count, const sockaddr* client);
 
   // Backend side (udp_session.cpp).
@@ -93,8 +100,8 @@ class Listener {
   void endSession(Session& session, EndReason reason);
 
   runtime::Worker& worker_;
-  runtime::ListenerState& state_;
-  UdpListenerStats& stats_;
+  runtime::ListenerState* state_;
+  UdpListenerStats* stats_;  // &state_->udp.
   int fd_;
   uint16_t port_be_;  // Bound port, network byte order.
   bool wildcard_;     // Replies need an explicit source address (IP_PKTINFO).

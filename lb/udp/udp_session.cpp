@@ -35,6 +35,12 @@ bool isBackpressure(int error) {
   return error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS;
 }
 
+// ICMP errors a connected UDP socket reports: the backend (port, host or network) cannot be
+// reached, which counts against it for passive detection.
+bool isUnreachable(int error) {
+  return error == ECONNREFUSED || error == EHOSTUNREACH || error == ENETUNREACH;
+}
+
 std::string clientText(const Session& session) {
   return Endpoint::fromSockaddr(reinterpret_cast<const sockaddr*>(&session.client)).toString();
 }
@@ -49,20 +55,20 @@ Session* Listener::openSession(const ClientKey& key, const sockaddr* client,
     return nullptr;
   }
 
-  std::shared_ptr<const pool::PoolSnapshot> snapshot = state_.pool->snapshot();
+  std::shared_ptr<const pool::PoolSnapshot> snapshot = state_->pool->snapshot();
   const sockaddr* local_sa = local.address.ss_family != AF_UNSPEC
                                  ? reinterpret_cast<const sockaddr*>(&local.address)
-                                 : state_.address.sa();
+                                 : state_->address.sa();
   const uint64_t flow_hash = isHashing(snapshot->algorithm())
                                  ? hashFlow(snapshot->hashKey(), Protocol::Udp, client, local_sa)
                                  : 0;
   const uint32_t index = snapshot->pick(flow_hash, {});
   if (index == pool::kNoBackend) {
-    stats_.sessions.fetch_sub(1, std::memory_order_relaxed);
-    state_.no_backend_total.fetch_add(1, std::memory_order_relaxed);
-    if (state_.pool->markUnavailable()) {
+    stats_->sessions.fetch_sub(1, std::memory_order_relaxed);
+    state_->no_backend_total.fetch_add(1, std::memory_order_relaxed);
+    if (state_->pool->markUnavailable()) {
       spdlog::warn("no backend available listener={} pool={} client={} reason=no_eligible_backend",
-                   state_.config.name, snapshot->name(), Endpoint::fromSockaddr(client).toString());
+                   state_->config.name, snapshot->name(), Endpoint::fromSockaddr(client).toString());
     }
     *why = Drop::NoBackend;
     return nullptr;
@@ -76,12 +82,12 @@ Session* Listener::openSession(const ClientKey& key, const sockaddr* client,
     ::close(fd);
   }
   if (error != 0) {
-    stats_.sessions.fetch_sub(1, std::memory_order_relaxed);
-    state_.backend_socket_error_total.fetch_add(1, std::memory_order_relaxed);
-    if (runtime::logAllowed(state_.last_local_error_log_ms, now, kLocalErrorLogIntervalMs)) {
+    stats_->sessions.fetch_sub(1, std::memory_order_relaxed);
+    state_->backend_socket_error_total.fetch_add(1, std::memory_order_relaxed);
+    if (runtime::logAllowed(state_->last_local_error_log_ms, now, kLocalErrorLogIntervalMs)) {
       spdlog::error("backend socket failed listener={} backend={} reason=\"{}\" "
                     "action=drop_datagram (logged at most every {} s)",
-                    state_.config.name, backend.key, std::strerror(error),
+                    state_->config.name, backend.key, std::strerror(error),
                     kLocalErrorLogIntervalMs / 1000);
     }
     *why = Drop::SocketError;
@@ -118,14 +124,14 @@ Session* Listener::openSession(const ClientKey& key, const sockaddr* client,
 
   backend.stats->active.fetch_add(1, std::memory_order_relaxed);
   backend.stats->sessions_total.fetch_add(1, std::memory_order_relaxed);
-  stats_.sessions_total.fetch_add(1, std::memory_order_relaxed);
+  stats_->sessions_total.fetch_add(1, std::memory_order_relaxed);
   worker_.udpSessionOpened();
-  if (state_.pool->markAvailable()) {
-    spdlog::info("backend available again listener={} pool={} backend={}", state_.config.name,
+  if (state_->pool->markAvailable()) {
+    spdlog::info("backend available again listener={} pool={} backend={}", state_->config.name,
                  session->snapshot->name(), backend.key);
   }
   if (spdlog::should_log(spdlog::level::debug)) {
-    spdlog::debug("udp session opened listener={} client={} backend={}", state_.config.name,
+    spdlog::debug("udp session opened listener={} client={} backend={}", state_->config.name,
                   clientText(*session), backend.key);
   }
   return session;
@@ -165,7 +171,7 @@ unsigned Listener::sendToBackend(Session& session, unsigned first, unsigned coun
       next += static_cast<unsigned>(n);
       session.requests += static_cast<unsigned>(n);
       session.bytes_to_backend += bytes;
-      stats_.datagrams_to_backend_total.fetch_add(static_cast<unsigned>(n),
+      stats_->datagrams_to_backend_total.fetch_add(static_cast<unsigned>(n),
                                                   std::memory_order_relaxed);
       continue;
     }
@@ -191,7 +197,7 @@ void Listener::forwardToBackend(Session* session, const unsigned* indices, unsig
       break;
     }
 
-    if (error == ECONNREFUSED) {
+    if (isUnreachable(error)) {
       // An ICMP unreachable for an earlier datagram was pending on the socket and this send
       // was refused before anything left. End the session and, once, carry the unsent rest
       // to a new one, which picks again.
@@ -254,7 +260,7 @@ void Listener::onBackendReadable(Session& session, int status) {
     int error = 0;
     socklen_t len = sizeof(error);
     ::getsockopt(session.fd, SOL_SOCKET, SO_ERROR, &error, &len);
-    if (error == ECONNREFUSED) {
+    if (isUnreachable(error)) {
       onBackendUnreachable(session);
     } else if (error == 0) {
       uv_poll_start(&session.poll, UV_READABLE, onBackendReadable_cb);
@@ -275,7 +281,7 @@ void Listener::onBackendReadable(Session& session, int status) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         return;
       }
-      if (errno == ECONNREFUSED) {
+      if (isUnreachable(errno)) {
         onBackendUnreachable(session);
       } else {
         endSession(session, EndReason::BackendError);
@@ -337,20 +343,20 @@ void Listener::forwardReplies(Session& session, unsigned count) {
 
   session.replies += count;
   session.bytes_from_backend += bytes;
-  stats_.datagrams_from_backend_total.fetch_add(count, std::memory_order_relaxed);
-  stats_.bytes_from_backend_total.fetch_add(bytes, std::memory_order_relaxed);
-  stats_.datagrams_to_client_total.fetch_add(ready, std::memory_order_relaxed);
+  stats_->datagrams_from_backend_total.fetch_add(count, std::memory_order_relaxed);
+  stats_->bytes_from_backend_total.fetch_add(bytes, std::memory_order_relaxed);
+  stats_->datagrams_to_client_total.fetch_add(ready, std::memory_order_relaxed);
 
   pool::BackendStats& backend_stats = *session.backend->stats;
-  state_.pool->reportSuccess(backend_stats);
+  state_->pool->reportSuccess(backend_stats);
   if (backend_stats.failing.load(std::memory_order_relaxed) &&
       backend_stats.failing.exchange(false, std::memory_order_relaxed)) {
-    spdlog::info("udp backend answering again listener={} backend={}", state_.config.name,
+    spdlog::info("udp backend answering again listener={} backend={}", state_->config.name,
                  session.backend->key);
   }
   table_.touch(&session, uv_now(worker_.loop()));
 
-  const uint64_t expected = state_.config.replies;
+  const uint64_t expected = state_->config.replies;
   if (expected != 0 && session.replies >= session.requests * expected) {
     endSession(session, EndReason::RepliesDone);
   }
@@ -359,13 +365,13 @@ void Listener::forwardReplies(Session& session, unsigned count) {
 void Listener::onBackendUnreachable(Session& session) {
   pool::BackendStats& backend_stats = *session.backend->stats;
   backend_stats.connect_fail_total.fetch_add(1, std::memory_order_relaxed);
-  state_.pool->reportFailure(backend_stats);
+  state_->pool->reportFailure(backend_stats);
 
   // The ICMP error stands for a datagram the backend did not take.
   noteDrop(Drop::BackendUnreachable, 1, reinterpret_cast<const sockaddr*>(&session.client));
   if (!backend_stats.failing.exchange(true, std::memory_order_relaxed)) {
     spdlog::warn("udp backend unreachable listener={} backend={} reason=icmp_unreachable",
-                 state_.config.name, session.backend->key);
+                 state_->config.name, session.backend->key);
   }
   endSession(session, EndReason::BackendUnreachable);
 }
@@ -377,8 +383,8 @@ void Listener::endSession(Session& session, EndReason reason) {
   session.ending = true;
   table_.erase(&session);
 
-  stats_.sessions.fetch_sub(1, std::memory_order_relaxed);
-  stats_.countEnd(reason);
+  stats_->sessions.fetch_sub(1, std::memory_order_relaxed);
+  stats_->countEnd(reason);
   pool::BackendStats& backend_stats = *session.backend->stats;
   backend_stats.active.fetch_sub(1, std::memory_order_relaxed);
   backend_stats.bytes_to_backend_total.fetch_add(session.bytes_to_backend,
@@ -390,7 +396,7 @@ void Listener::endSession(Session& session, EndReason reason) {
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("udp session closed listener={} client={} backend={} reason={} requests={} "
                   "replies={} duration_ms={}",
-                  state_.config.name, clientText(session), session.backend->key,
+                  state_->config.name, clientText(session), session.backend->key,
                   toString(reason), session.requests, session.replies,
                   uv_now(worker_.loop()) - session.opened_ms);
   }

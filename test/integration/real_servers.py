@@ -6,8 +6,10 @@ port when it loses the race for it. Every process goes through fulcrum_it.spawn,
 at exit even when a test fails; every directory comes from fulcrum_it.tmpdir.
 """
 
+import datetime
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -275,3 +277,288 @@ def stop_checked(fulcrum):
     """SIGTERM; Fulcrum must drain and exit 0."""
     code = fulcrum.stop()
     assert code == 0, f"fulcrum exited with {code} after SIGTERM" + log_tail(fulcrum)
+
+
+# --- nsd (authoritative DNS) -------------------------------------------------------------------
+
+DNS_TXT = 16
+
+
+def dns_query(name, qid, qtype=DNS_TXT):
+    """A DNS query datagram for one question, class IN, recursion not desired."""
+    header = qid.to_bytes(2, "big") + b"\x00\x00" + b"\x00\x01" + b"\x00" * 6
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split("."))
+    return header + labels + b"\x00" + qtype.to_bytes(2, "big") + b"\x00\x01"
+
+
+def _skip_name(data, i):
+    while True:
+        n = data[i]
+        if n == 0:
+            return i + 1
+        if n & 0xC0 == 0xC0:
+            return i + 2
+        i += n + 1
+
+
+def dns_answer(data):
+    """(id, rcode, [TXT strings of the answer section]) of a DNS response."""
+    qid = int.from_bytes(data[0:2], "big")
+    rcode = data[3] & 0x0F
+    qdcount = int.from_bytes(data[4:6], "big")
+    ancount = int.from_bytes(data[6:8], "big")
+    i = 12
+    for _ in range(qdcount):
+        i = _skip_name(data, i) + 4
+    texts = []
+    for _ in range(ancount):
+        i = _skip_name(data, i)
+        rtype = int.from_bytes(data[i:i + 2], "big")
+        rdlength = int.from_bytes(data[i + 8:i + 10], "big")
+        rdata = data[i + 10:i + 10 + rdlength]
+        i += 10 + rdlength
+        if rtype == DNS_TXT:
+            j = 0
+            while j < len(rdata):
+                n = rdata[j]
+                texts.append(rdata[j + 1:j + 1 + n].decode())
+                j += n + 1
+    return qid, rcode, texts
+
+
+class Nsd:
+    """An nsd in the foreground on 127.0.0.1, authoritative for `zone`, where `who.<zone>`
+    has a TXT record with this server's name. Its own pidfile, state files and log live in a
+    temp directory; no database, no remote control, no privilege drop, no response rate
+    limiting (which would otherwise throttle identical answers under load)."""
+
+    def __init__(self, name, zone="fulcrum.test", attempts=5):
+        self.name = name
+        self.zone = zone
+        last_log = ""
+        for _ in range(attempts):
+            self.port = free_port(kind=socket.SOCK_DGRAM)
+            self.dir = tmpdir("fulcrum-nsd-")
+            self._write_files()
+            self.log_path = os.path.join(self.dir, "nsd.log")
+            self.proc = spawn(["nsd", "-d", "-c", os.path.join(self.dir, "nsd.conf")],
+                              os.path.join(self.dir, "stdout.log"))
+            if self._wait_ready():
+                return
+            last_log = _tail(self.log_path) + _tail(os.path.join(self.dir, "stdout.log"))
+            stop(self.proc)
+        raise AssertionError(f"nsd did not start after {attempts} tries:\n{last_log}")
+
+    def _write_files(self):
+        d = self.dir
+        with open(os.path.join(d, "zone.txt"), "w") as f:
+            f.write(f"$ORIGIN {self.zone}.\n$TTL 60\n"
+                    f"@ IN SOA ns.{self.zone}. admin.{self.zone}. 1 3600 600 86400 60\n"
+                    f"@ IN NS ns.{self.zone}.\n"
+                    f"ns IN A 127.0.0.1\n"
+                    f'who IN TXT "{self.name}"\n')
+        with open(os.path.join(d, "nsd.conf"), "w") as f:
+            f.write("server:\n"
+                    "  ip-address: 127.0.0.1\n"
+                    f"  port: {self.port}\n"
+                    '  username: ""\n'
+                    '  chroot: ""\n'
+                    f'  zonesdir: "{d}"\n'
+                    '  database: ""\n'
+                    f'  pidfile: "{d}/nsd.pid"\n'
+                    f'  xfrdfile: "{d}/xfrd.state"\n'
+                    f'  xfrdir: "{d}"\n'
+                    f'  zonelistfile: "{d}/zone.list"\n'
+                    f'  logfile: "{d}/nsd.log"\n'
+                    "  server-count: 1\n"
+                    "  verbosity: 1\n"
+                    "  rrl-ratelimit: 0\n"
+                    "remote-control:\n"
+                    "  control-enable: no\n"
+                    "zone:\n"
+                    f'  name: "{self.zone}"\n'
+                    '  zonefile: "zone.txt"\n')
+
+    def _wait_ready(self, timeout=10.0):
+        deadline = time.time() + timeout
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+            while time.time() < deadline:
+                if self.proc.poll() is not None:
+                    return False
+                try:
+                    s.sendto(dns_query(f"who.{self.zone}", 1), ("127.0.0.1", self.port))
+                    data, _ = s.recvfrom(4096)
+                    if dns_answer(data)[2] == [self.name]:
+                        return True
+                except (OSError, IndexError):
+                    time.sleep(0.05)
+        return False
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def log(self):
+        return _tail(self.log_path)
+
+    def stop(self):
+        return stop(self.proc)
+
+
+# --- Health checks -----------------------------------------------------------------------------
+
+
+def _toml(value):
+    """A TOML value for a Python str, bool, int or list of those."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)  # TOML basic strings accept JSON's escapes (\r, \n, \", \u....).
+
+
+def _inline_table(spec):
+    return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in spec.items()) + " }"
+
+
+def health_config(listeners, pools, workers=1, drain_timeout="2s", log_level="info"):
+    """TOML for Fulcrum with health-checked pools.
+
+    listeners: (name, bind, pool) or (name, bind, pool, protocol) tuples.
+    pools: {name: {pool keys..., "backends": [...], "health": {health keys...}}}; a backend is
+    an address string or a dict of backend keys such as {"address": ..., "health": {...}}.
+    The "health" dict becomes the [pool.NAME.health] table, written as given.
+    """
+    lines = ["[global]", f"workers = {workers}", f"log_level = {_toml(log_level)}",
+             f"drain_timeout = {_toml(drain_timeout)}", ""]
+    for listener in listeners:
+        name, bind, pool = listener[:3]
+        protocol = listener[3] if len(listener) > 3 else "tcp"
+        lines += ["[[listener]]", f"name = {_toml(name)}", f"bind = {_toml(bind)}",
+                  f"protocol = {_toml(protocol)}", f"pool = {_toml(pool)}", ""]
+    for name, spec in pools.items():
+        lines.append(f"[pool.{name}]")
+        for key, value in spec.items():
+            if key not in ("backends", "health"):
+                lines.append(f"{key} = {_toml(value)}")
+        lines.append("backends = [")
+        for b in spec["backends"]:
+            lines.append(f"  {_inline_table(b if isinstance(b, dict) else {'address': b})},")
+        lines += ["]", ""]
+        if "health" in spec:
+            lines.append(f"[pool.{name}.health]")
+            lines += [f"{k} = {_toml(v)}" for k, v in spec["health"].items()]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def detection_bound(health, slack, phase="fall"):
+    """Seconds within which a settled backend's change must be seen, plus slack.
+
+    Probes keep a fixed cadence from start to start, but a probe never starts before the
+    previous one ended. So after the change the first telling probe starts within interval,
+    each of the other (count - 1) within max(fast_interval, timeout) of the one before, the
+    last ends within timeout, and every wait may be stretched by jitter. count is fall
+    (going down) or rise (coming up). With fast_interval = interval >= timeout this is
+    count x interval + timeout.
+    """
+    interval = parse_duration(health["interval"])
+    fast = parse_duration(health.get("fast_interval", health["interval"]))
+    timeout = parse_duration(health["timeout"])
+    jitter = parse_duration(health.get("jitter", "0s"))
+    count = health.get(phase, 3 if phase == "fall" else 2)
+    return interval + (count - 1) * max(fast, timeout) + timeout + count * jitter + slack
+
+
+def parse_duration(text):
+    """Seconds in a Fulcrum duration such as "250ms", "2s" or "1m"."""
+    for unit, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+        if text.endswith(unit) and text[:-len(unit)].replace(".", "", 1).isdigit():
+            return float(text[:-len(unit)]) * scale
+    raise ValueError(f"not a duration: {text!r}")
+
+
+_HEALTH_LINE = re.compile(r"^(\S+) \S+ backend (up|down) pool=(\S+) backend=(\S+)(.*)$")
+
+
+def log_time(line):
+    """Epoch seconds of a Fulcrum log line (its UTC timestamp, millisecond precision)."""
+    stamp = line.split(" ", 1)[0]
+    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+class HealthEvent:
+    """One `backend up` / `backend down` log line: when, state, pool, backend and fields."""
+
+    def __init__(self, match):
+        self.line = match.group(0)
+        self.time = log_time(self.line)
+        self.state = match.group(2)
+        self.pool = match.group(3)
+        self.backend = match.group(4)
+        self.fields = dict(kv.split("=", 1) for kv in match.group(5).split() if "=" in kv)
+
+    def __repr__(self):
+        return self.line
+
+
+def health_events(fulcrum, backend=None, state=None, since=0.0):
+    """Health transitions Fulcrum logged, oldest first, optionally filtered."""
+    out = []
+    for line in fulcrum.log().splitlines():
+        m = _HEALTH_LINE.match(line)
+        if not m:
+            continue
+        event = HealthEvent(m)
+        if backend and event.backend != backend:
+            continue
+        if state and event.state != state:
+            continue
+        if event.time < since:
+            continue
+        out.append(event)
+    return out
+
+
+# Fulcrum logs a transition just before it publishes the pool snapshot that applies it; a
+# client reacting to the line at once can, on a busy machine, still meet the old snapshot
+# (seen: a UDP flow opened to a backend 1 ms after its down line). Traffic checks start this
+# long after the line.
+PUBLISH_SETTLE = 0.05
+
+
+def wait_health(fulcrum, backend, state, since, timeout):
+    """The first `backend <state>` line for backend logged at or after `since` (epoch
+    seconds, as time.time()); fails with Fulcrum's log after `timeout` seconds. Returns
+    PUBLISH_SETTLE after seeing the line; the event's time is the line's own stamp."""
+    # Log stamps have millisecond precision, truncated.
+    since_ms = since - 0.001
+    fulcrum.wait_for(lambda: health_events(fulcrum, backend, state, since_ms), timeout,
+                     f"backend {state} backend={backend}")
+    time.sleep(PUBLISH_SETTLE)
+    return health_events(fulcrum, backend, state, since_ms)[0]
+
+
+def restart_redis(redis, attempts=50):
+    """Starts redis-server again on the port and directory of a stopped Redis helper, as an
+    operator restarting a crashed server would; the object then controls the new process."""
+    redis.proc = spawn(["redis-server", "--port", str(redis.port), "--bind", "127.0.0.1",
+                        "--save", "", "--appendonly", "no", "--dir", redis.dir],
+                       redis.log_path + ".restart")
+    for _ in range(attempts):
+        if redis._wait_ready(timeout=0.2):
+            redis.control = RespConn("127.0.0.1", redis.port)
+            return
+    raise AssertionError(f"redis-server did not restart on {redis.port}:\n{redis.log()}")
+
+
+def restart_nsd(nsd):
+    """Starts nsd again with the config (same port and zone) of a stopped Nsd helper."""
+    nsd.proc = spawn(["nsd", "-d", "-c", os.path.join(nsd.dir, "nsd.conf")],
+                     os.path.join(nsd.dir, "stdout-restart.log"))
+    if not nsd._wait_ready():
+        raise AssertionError(f"nsd did not restart on {nsd.port}:\n{nsd.log()}")

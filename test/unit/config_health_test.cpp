@@ -220,3 +220,32 @@ backends = [{ address = "[::1]:7001" }]
   // The same address over TCP is a different socket.
   CHECK(config.listeners[1].idle_timeout == Millis{300000});
 }
+
+TEST_CASE("access_log: off by default, stderr or an absolute path, logfmt or json",
+          "[config]") {
+  CHECK_FALSE(parse("[pool.db]\nbackends = [{ address = \"127.0.0.1:1\" }]\n")
+                  .access_log.enabled);
+  const Config config = parse(R"([pool.db]
+backends = [{ address = "127.0.0.1:1" }]
+[access_log]
+path = "/var/log/fulcrum/access.log"
+format = "json"
+)");
+  CHECK(config.access_log.enabled);
+  CHECK(config.access_log.path == "/var/log/fulcrum/access.log");
+  CHECK(config.access_log.format == AccessLogFormat::Json);
+  CHECK(parse("[pool.db]\nbackends = [{ address = \"127.0.0.1:1\" }]\n[access_log]\n")
+            .access_log.path == "stderr");
+  CHECK(errorOf(R"([pool.db]
+backends = [{ address = "127.0.0.1:1" }]
+[access_log]
+path = "access.log"
+)") == "h.toml:9:8: [access_log]: path \"access.log\" is neither stderr, stdout nor an "
+       "absolute file path; write \"stderr\" or a path such as \"/var/log/fulcrum/access.log\"");
+  CHECK(errorOf(R"([pool.db]
+backends = [{ address = "127.0.0.1:1" }]
+[access_log]
+format = "csv"
+)") == "h.toml:9:10: [access_log]: format \"csv\" is not supported; expected one of logfmt, "
+       "json");
+}

@@ -95,7 +95,7 @@ TEST_CASE("config refuses an unknown top-level table", "[config]") {
 [[listeners]]
 name = "web"
 )") == "x.toml:1:1: unknown key \"listeners\" in the top level; did you mean \"listener\"? "
-       "allowed keys: global, listener, pool");
+       "allowed keys: global, listener, pool, access_log, admin");
 }
 
 // Sub-tables that this version does not know are refused by name, with the nearest key.
@@ -688,7 +688,7 @@ TEST_CASE("config refuses arrays and inline tables nested too deep", "[config]")
   // 32 levels pass the pre-scan and reach the model, which names the unknown key.
   const std::string limit = "a = " + std::string(32, '[') + std::string(32, ']') + "\n";
   CHECK(errorOf(limit) == "x.toml:1:5: unknown key \"a\" in the top level; allowed keys: "
-                          "global, listener, pool");
+                          "global, listener, pool, access_log, admin");
 }
 
 // Dotted keys are refused past 16 parts: toml11 is quadratic in their length, and a 50,000

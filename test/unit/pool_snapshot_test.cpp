@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "fulcrum/config.hpp"
 #include "pool/pool.hpp"
 
@@ -17,11 +19,13 @@ namespace {
 
 PoolConfig poolConfig(Algorithm algorithm, size_t backends, size_t backups = 0) {
   PoolConfig config;
-  config.name = "p";
+  // Built with fmt rather than assigned from a literal: GCC 12 reports a false
+  // -Wstringop-overflow for that assignment here.
+  config.name = fmt::format("p{}", backends);
   config.algorithm = algorithm;
   for (size_t i = 0; i < backends + backups; ++i) {
     BackendConfig b;
-    b.address = *Endpoint::parse("127.0.0.1:" + std::to_string(7000 + i));
+    b.address = *Endpoint::parse(fmt::format("127.0.0.1:{}", 7000 + i));
     b.backup = i >= backends;
     config.backends.push_back(b);
   }
