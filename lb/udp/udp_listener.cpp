@@ -308,7 +308,7 @@ void Listener::sweep() {
 
   // A listener that takes no new clients (drain, or retired by a reload) has no use for
   // its socket once its last session is gone.
-  if (!accepting_ && open_) {
+  if (!accepting_ && open_ && table_.size() == 0) {
     spdlog::debug("udp listener socket closed listener={} worker={} reason=no_sessions_left",
                   state_->config.name, worker_.id());
     close();

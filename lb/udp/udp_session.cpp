@@ -12,6 +12,7 @@
 
 #include "fulcrum/flow_hash.hpp"
 #include "fulcrum/log.hpp"
+#include "runtime/access_log.hpp"
 #include "udp/udp_listener.hpp"
 
 namespace fulcrum::udp {
@@ -67,8 +68,10 @@ Session* Listener::openSession(const ClientKey& key, const sockaddr* client,
     stats_->sessions.fetch_sub(1, std::memory_order_relaxed);
     state_->no_backend_total.fetch_add(1, std::memory_order_relaxed);
     if (state_->pool->markUnavailable()) {
-      spdlog::warn("no backend available listener={} pool={} client={} reason=no_eligible_backend",
-                   state_->config.name, snapshot->name(), Endpoint::fromSockaddr(client).toString());
+      spdlog::warn("no backend available listener={} pool={} client={} "
+                   "reason=no_eligible_backend",
+                   state_->config.name, snapshot->name(),
+                   Endpoint::fromSockaddr(client).toString());
     }
     *why = Drop::NoBackend;
     return nullptr;
@@ -105,6 +108,7 @@ Session* Listener::openSession(const ClientKey& key, const sockaddr* client,
   session->snapshot = std::move(snapshot);
   session->close_generation = backend.stats->close_generation.load(std::memory_order_relaxed);
   session->opened_ms = now;
+  session->expected_replies = state_->config.replies;
 
   const ProxyProtocol proxy = session->snapshot->proxyProtocol();
   if (proxy == ProxyProtocol::V2) {
@@ -356,7 +360,7 @@ void Listener::forwardReplies(Session& session, unsigned count) {
   }
   table_.touch(&session, uv_now(worker_.loop()));
 
-  const uint64_t expected = state_->config.replies;
+  const uint64_t expected = session.expected_replies;
   if (expected != 0 && session.replies >= session.requests * expected) {
     endSession(session, EndReason::RepliesDone);
   }
@@ -392,6 +396,19 @@ void Listener::endSession(Session& session, EndReason reason) {
   backend_stats.bytes_from_backend_total.fetch_add(session.bytes_from_backend,
                                                    std::memory_order_relaxed);
   worker_.udpSessionClosed();
+
+  if (const runtime::AccessLog* access = runtime::AccessLog::current()) {
+    runtime::AccessRecord record;
+    record.listener = state_->config.name;
+    record.protocol = Protocol::Udp;
+    record.client = reinterpret_cast<const sockaddr*>(&session.client);
+    record.backend = session.backend->key;
+    record.bytes_up = session.bytes_to_backend;
+    record.bytes_down = session.bytes_from_backend;
+    record.duration_ms = uv_now(worker_.loop()) - session.opened_ms;
+    record.reason = toString(reason);
+    access->write(record);
+  }
 
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("udp session closed listener={} client={} backend={} reason={} requests={} "

@@ -43,6 +43,9 @@ struct Session : SessionNode {
   uint64_t bytes_to_backend = 0;
   uint64_t bytes_from_backend = 0;
   uint64_t opened_ms = 0;
+  // The listener's replies setting when the session opened; a reload applies to new
+  // sessions only.
+  uint32_t expected_replies = 0;
   bool ending = false;
 
   // Sent in front of every datagram to the backend when the pool asks for PROXY v2.

@@ -10,6 +10,7 @@ import time
 
 from backends import Backend, check, connect, recv_exact, tcp_config
 from fulcrum_it import Fulcrum, run_tests, tmpdir
+from udp_helpers import Client, UdpBackend, echo, udp_config
 
 
 def echo_handler(conn, backend):
@@ -102,6 +103,26 @@ def test_logfmt_counts_every_session():
     check([m.group(3) for m in parsed].count("client_reset") == 1, f"reset logged: {lines}", f)
     f.stop()
     backend.kill()
+
+
+def test_udp_sessions_are_logged():
+    backend = UdpBackend(echo)
+    d = tmpdir()
+    path = os.path.join(d, "access.log")
+    config = udp_config([backend], listener_opts={"replies": 1}) + \
+        f'\n[access_log]\npath = "{path}"\nformat = "json"\n'
+    f = Fulcrum(config)
+    client = Client(f.addr("front"))
+    payload, source = client.request(b"q" * 123)
+    check(payload == b"q" * 123, "echoed", f)
+    record = json.loads(wait_lines(path, 1)[0])
+    check(record["protocol"] == "udp" and record["listener"] == "front", str(record), f)
+    check(record["backend"] == backend.address, str(record), f)
+    check(record["bytes_up"] == 123 and record["bytes_down"] == 123, str(record), f)
+    check(record["reason"] == "replies_done", str(record), f)
+    check(record["client"] == f"127.0.0.1:{client.address[1]}", str(record), f)
+    client.close()
+    f.stop()
 
 
 def test_unwritable_path_is_refused_at_start():

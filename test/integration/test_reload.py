@@ -15,6 +15,7 @@ import time
 
 from backends import Backend, check, connect, line_handler, recv_exact, request
 from fulcrum_it import Fulcrum, run_tests
+from udp_helpers import Client, UdpBackend, named, totals, udp_config
 
 
 def echo_handler(conn, backend):
@@ -155,6 +156,9 @@ def test_twenty_reloads_under_load():
     for round_ in range(2):
         for text_, ok, what in steps:
             reload(f, text_, ok)
+            # A connection that picked its backend just before the switch may finish after
+            # the log line; the load is sequential, so 50 ms lets it land before counting.
+            time.sleep(0.05)
             before = load.snapshot()
             time.sleep(0.15)
             after = load.snapshot()
@@ -218,6 +222,34 @@ def test_unchanged_backend_keeps_health_and_counters():
     f.stop()
     a.kill()
     b.kill()
+
+
+def test_udp_listener_settings_change_in_place():
+    """A UDP listener whose settings change keeps its socket and its open sessions: a game
+    client keeps its backend across the reload, and the new replies setting applies to new
+    sessions."""
+    a, b = UdpBackend(named, name="a"), UdpBackend(named, name="b")
+    text = udp_config([a, b], algorithm="round_robin", listener_opts={"replies": 0})
+    f = Fulcrum(text)
+    game = Client(f.addr("front"))
+    first, _ = game.request(b"hello")
+    reload(f, udp_config([a, b], algorithm="round_robin", listener_opts={"replies": 1}), True)
+    f.wait_log(r"config reloaded trigger=SIGHUP listeners=1 kept=0 changed=1")
+    for i in range(5):
+        again, source = game.request(b"tick %d" % i)
+        check(again.split(b"|")[0] == first.split(b"|")[0],
+              f"the open session keeps its backend: {first!r} then {again!r}", f)
+        check(source == f.addr("front"), "replies still come from the listener address", f)
+    # New sessions follow replies = 1: each ends after its answer (seen in the totals).
+    for i in range(4):
+        c = Client(f.addr("front"))
+        c.request(b"dns-like")
+        c.close()
+    f.stop()
+    ended = totals(f, "front")
+    check(int(ended.get("ended_replies_done", 0)) >= 4,
+          f"new sessions end after one reply: {ended}", f)
+    game.close()
 
 
 if __name__ == "__main__":
