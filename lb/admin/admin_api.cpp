@@ -22,7 +22,7 @@ constexpr std::string_view kRoutes =
     "GET /, GET /metrics, GET /api/v1/status, GET /api/v1/pools/{pool}, "
     "GET /api/v1/pools/{pool}/backends/{backend}, "
     "POST /api/v1/pools/{pool}/backends/{backend}/drain|disable|enable, "
-    "PUT /api/v1/pools/{pool}/backends/{backend}/weight";
+    "PUT /api/v1/pools/{pool}/backends/{backend}/weight, POST /api/v1/reload";
 
 // Names listed in a "not found" message; a pool of 4096 backends must not make a 100 KiB one.
 constexpr size_t kMaxNamesListed = 10;
@@ -368,6 +368,18 @@ Response AdminApi::route(const Request& request) const {
     return notFound();
   }
 
+  if (parts.size() == 3 && parts[2] == "reload") {
+    if (request.method != "POST") {
+      return methodNotAllowed(request, "POST");
+    }
+    const std::string error = hooks_.reload();
+    if (!error.empty()) {
+      // The running config stays; the message names the file, line and fix.
+      return errorResponse(422, fmt::format("reload refused, the running config stays: {}",
+                                            error));
+    }
+    return jsonResponse(json{{"reloaded", true}});
+  }
   if (parts.size() == 3 && parts[2] == "status") {
     if (!get) {
       return methodNotAllowed(request, "GET, HEAD");

@@ -34,6 +34,8 @@ struct ApiHooks {
       set_state;
   std::function<std::string(std::string_view pool, std::string_view backend, uint32_t weight)>
       set_weight;
+  // Re-reads and applies the config file (as SIGHUP does).
+  std::function<std::string()> reload;
 };
 
 class AdminApi {

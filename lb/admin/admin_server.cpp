@@ -35,7 +35,8 @@ AdminServer::AdminServer(uv_loop_t* loop, const AdminConfig& config, AdminSource
                },
                [this](std::string_view pool, std::string_view backend, uint32_t weight) {
                  return sources_.checker()->setWeight(pool, backend, weight);
-               }}),
+               },
+               [this] { return sources_.reload(); }}),
       http_(loop, limitsOf(config), [this](const Request& request) {
         return api_.handle(request);
       }) {}

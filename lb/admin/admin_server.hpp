@@ -31,6 +31,7 @@ struct AdminSources {
   std::function<std::vector<const runtime::ListenerState*>()> listeners;
   std::function<health::Checker*()> checker;
   std::function<bool()> draining;
+  std::function<std::string()> reload;  // Empty string on success, else the reason.
 };
 
 class AdminServer {

@@ -15,6 +15,7 @@
 #include "fulcrum/log.hpp"
 #include "health/checker.hpp"
 #include "runtime/access_log.hpp"
+#include "runtime/listen_socket.hpp"
 #include "runtime/systemd.hpp"
 #include "udp/udp_socket.hpp"
 
@@ -24,75 +25,6 @@ namespace {
 
 // Interval at which a drain checks whether every session has finished.
 constexpr uint64_t kDrainTickMs = 50;
-
-// Opens one SO_REUSEPORT listening socket. Returns the fd or throws StartupError.
-int openListenSocket(const ListenerConfig& config, const Endpoint& address) {
-  const int fd = ::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    throw StartupError(fmt::format("cannot create socket for listener {}: {}", config.name,
-                                   std::strerror(errno)));
-  }
-
-  const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-  if (address.isV6()) {
-    // [::]:port means IPv6 only, so an IPv4 listener on the same port can coexist.
-    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-  }
-
-  if (::bind(fd, address.sa(), address.len()) != 0) {
-    const int error = errno;
-    ::close(fd);
-    std::string hint;
-    if (error == EADDRINUSE) {
-      hint = "; another process holds this port: stop it or change bind";
-    } else if (error == EADDRNOTAVAIL) {
-      hint = "; the address is not configured on any interface of this host";
-    } else if (error == EACCES) {
-      hint = "; ports below 1024 need root or CAP_NET_BIND_SERVICE";
-    }
-    throw StartupError(fmt::format("cannot bind listener {} to {}: {}{}", config.name,
-                                   address.toString(), std::strerror(error), hint));
-  }
-
-  if (::listen(fd, static_cast<int>(config.backlog)) != 0) {
-    const int error = errno;
-    ::close(fd);
-    throw StartupError(fmt::format("cannot listen on {} for listener {}: {}",
-                                   address.toString(), config.name, std::strerror(error)));
-  }
-  return fd;
-}
-
-// Every worker's socket sets SO_REUSEPORT, which would also let this process silently join
-// another process (a second Fulcrum, a stale instance) already listening on the address and
-// split its traffic. A plain bind first proves nobody holds the address.
-void ensureAddressFree(const ListenerConfig& config, const Endpoint& address) {
-  if (address.port() == 0) {
-    return;
-  }
-
-  const int fd = ::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    return;  // The real bind reports the problem.
-  }
-  const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (address.isV6()) {
-    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-  }
-
-  const int rc = ::bind(fd, address.sa(), address.len());
-  const int error = errno;
-  ::close(fd);
-  if (rc != 0 && error == EADDRINUSE) {
-    throw StartupError(fmt::format(
-        "cannot bind listener {} to {}: {}; another process (perhaps another fulcrum) holds "
-        "this address: stop it or change bind",
-        config.name, address.toString(), std::strerror(error)));
-  }
-}
 
 }  // namespace
 
@@ -135,14 +67,9 @@ std::unique_ptr<ListenerState> Server::bindListener(
   try {
     for (unsigned w = 0; w < worker_count_; ++w) {
       int fd;
-      if (config.protocol == Protocol::Udp) {
-        fd = udp::openListenSocket(config, state->address, w == 0);
-      } else {
-        if (w == 0) {
-          ensureAddressFree(config, state->address);
-        }
-        fd = openListenSocket(config, state->address);
-      }
+      fd = config.protocol == Protocol::Udp
+               ? udp::openListenSocket(config, state->address, w == 0)
+               : openTcpListenSocket(config, state->address, w == 0);
       opened.push_back(fd);
       if (w == 0 && state->address.port() == 0) {
         sockaddr_storage bound{};
@@ -272,6 +199,7 @@ void Server::startAdmin() {
   };
   sources.checker = [this] { return checker_.get(); };
   sources.draining = [this] { return draining_; };
+  sources.reload = [this] { return reload("admin"); };
   admin_ = std::make_unique<admin::AdminServer>(&loop_, config_.admin, std::move(sources));
   try {
     admin_->start();
@@ -524,8 +452,8 @@ void Server::startWatchdog() {
   uv_timer_init(&loop_, &watchdog_);
   watchdog_.data = this;
   watchdog_open_ = true;
-  uv_timer_start(
-      &watchdog_, [](uv_timer_t*) { systemd::watchdogPing(); }, 0, std::max<uint64_t>(1, interval / 2));
+  const uint64_t period = std::max<uint64_t>(1, interval / 2);
+  uv_timer_start(&watchdog_, [](uv_timer_t*) { systemd::watchdogPing(); }, 0, period);
   spdlog::info("systemd watchdog enabled interval_ms={}", interval);
 }
 

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "fulcrum/log.hpp"
+#include "runtime/listen_socket.hpp"
 #include "runtime/server.hpp"
 
 namespace fulcrum::udp {
@@ -22,41 +23,6 @@ namespace {
 // through the same socket, so the defaults (about 200 KiB) drop under load well before the
 // CPU is busy. The kernel caps the request at net.core.rmem_max / wmem_max.
 constexpr int kListenerBufferBytes = 4 * 1024 * 1024;
-
-std::string bindHint(int error) {
-  if (error == EADDRINUSE) {
-    return "; another process holds this port: stop it or change bind";
-  }
-  if (error == EADDRNOTAVAIL) {
-    return "; the address is not configured on any interface of this host";
-  }
-  if (error == EACCES) {
-    return "; ports below 1024 need root or CAP_NET_BIND_SERVICE";
-  }
-  return "";
-}
-
-// A plain bind (no SO_REUSEPORT) succeeds only when nobody holds the address.
-void ensureAddressFree(const ListenerConfig& config, const Endpoint& address) {
-  const int fd = ::socket(address.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    return;  // The real bind reports the problem.
-  }
-  const int one = 1;
-  if (address.isV6()) {
-    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-  }
-
-  const int rc = ::bind(fd, address.sa(), address.len());
-  const int error = errno;
-  ::close(fd);
-  if (rc != 0 && error == EADDRINUSE) {
-    throw runtime::StartupError(fmt::format(
-        "cannot bind listener {} to udp {}: {}; another process (perhaps another fulcrum) "
-        "holds this address: stop it or change bind",
-        config.name, address.toString(), std::strerror(error)));
-  }
-}
 
 }  // namespace
 
@@ -73,25 +39,14 @@ bool isWildcard(const Endpoint& address) {
 }
 
 int openListenSocket(const ListenerConfig& config, const Endpoint& address, bool first) {
-  if (first && address.port() != 0) {
-    ensureAddressFree(config, address);
+  if (first) {
+    runtime::ensureAddressFree(config, address, SOCK_DGRAM);
   }
 
-  const int fd = ::socket(address.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    throw runtime::StartupError(fmt::format("cannot create udp socket for listener {}: {}",
-                                            config.name, std::strerror(errno)));
-  }
-
+  const int fd = runtime::newReusePortSocket(config, address, SOCK_DGRAM);
   const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
   ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kListenerBufferBytes, sizeof(kListenerBufferBytes));
   ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &kListenerBufferBytes, sizeof(kListenerBufferBytes));
-  if (address.isV6()) {
-    // [::]:port means IPv6 only, so an IPv4 listener on the same port can coexist.
-    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-  }
 
   if (isWildcard(address)) {
     const int rc = address.isV6()
@@ -107,13 +62,7 @@ int openListenSocket(const ListenerConfig& config, const Endpoint& address, bool
     }
   }
 
-  if (::bind(fd, address.sa(), address.len()) != 0) {
-    const int error = errno;
-    ::close(fd);
-    throw runtime::StartupError(fmt::format("cannot bind listener {} to udp {}: {}{}",
-                                            config.name, address.toString(),
-                                            std::strerror(error), bindHint(error)));
-  }
+  runtime::bindOrThrow(fd, config, address);
   return fd;
 }
 

@@ -15,6 +15,7 @@ import time
 
 from backends import Backend, check, connect, line_handler, recv_exact, request
 from fulcrum_it import Fulcrum, run_tests
+from admin_helpers import AdminFulcrum, admin_config, curl
 from udp_helpers import Client, UdpBackend, named, totals, udp_config
 
 
@@ -250,6 +251,40 @@ def test_udp_listener_settings_change_in_place():
     check(int(ended.get("ended_replies_done", 0)) >= 4,
           f"new sessions end after one reply: {ended}", f)
     game.close()
+
+
+def test_reload_through_the_admin_api():
+    a, b = Backend(line_handler, name="a"), Backend(line_handler, name="b")
+    pools = {"web": {"backends": [(a.address, "")]}}
+    f = AdminFulcrum(admin_config(pools))
+    # The file on disk is what a reload reads; the admin section must stay as it is.
+    with open(f.config_path) as fh:
+        original = fh.read()
+    with open(f.config_path, "w") as fh:
+        fh.write(original.replace(f'  {{ address = "{a.address}" }},',
+                                  f'  {{ address = "{a.address}" }},\n'
+                                  f'  {{ address = "{b.address}" }},'))
+    ok = curl(f, "/api/v1/reload", method="POST")
+    check(ok.status == 200 and ok.json() == {"reloaded": True}, f"reload answered {ok}", f)
+    f.wait_log(r"config reloaded trigger=admin listeners=1 kept=1")
+    served = set()
+    for i in range(4):
+        s = connect(f.addr("web"))
+        served.add(request(s, f"r{i}"))
+        s.close()
+    check(served == {"a", "b"}, f"the added backend serves: {served}", f)
+
+    with open(f.config_path, "w") as fh:
+        fh.write(original + "\n[pool.web.bogus]\n")
+    bad = curl(f, "/api/v1/reload", method="POST")
+    check(bad.status == 422 and "reload refused, the running config stays: " in bad.error()
+          and "bogus" in bad.error(), f"an invalid file is refused with its place: {bad}", f)
+    check(curl(f, "/api/v1/reload", method="GET").status == 405, "reload is POST only", f)
+    check(curl(f, "/api/v1/reload", method="POST", token=None).status == 401,
+          "reload needs the token", f)
+    f.stop()
+    a.kill()
+    b.kill()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ constexpr const char* kToken = "0123456789abcdef0123";
 struct Fixture {
   std::vector<health::PoolStatus> pools;
   std::vector<std::string> calls;
+  std::string reload_error;
   AdminApi api;
 
   Fixture()
@@ -36,6 +37,10 @@ struct Fixture {
                                calls.push_back(fmt::format("weight {} {} {}", pool, key, w));
                                backend(key).weight = w;
                                return std::string();
+                             },
+                             [this] {
+                               calls.push_back("reload");
+                               return reload_error;
                              }}) {
     health::PoolStatus pool;
     pool.name = "web";
@@ -179,4 +184,18 @@ TEST_CASE("admin api: percent decoding", "[admin]") {
   CHECK_FALSE(percentDecode("%G0", out));
   CHECK(percentDecode("a+b", out));
   CHECK(out == "a+b");
+}
+
+TEST_CASE("admin api: reload is POST only and reports a refused config", "[admin]") {
+  Fixture f;
+  CHECK(f.call("GET", "/api/v1/reload").status == 405);
+  const Response ok = f.call("POST", "/api/v1/reload");
+  CHECK(ok.status == 200);
+  CHECK(ok.body.find("\"reloaded\":true") != std::string::npos);
+  f.reload_error = "x.toml:3:1: unknown key \"colour\"";
+  const Response bad = f.call("POST", "/api/v1/reload");
+  CHECK(bad.status == 422);
+  CHECK(bad.body.find("reload refused, the running config stays: x.toml:3:1") !=
+        std::string::npos);
+  CHECK(f.calls == std::vector<std::string>{"reload", "reload"});
 }
