@@ -167,15 +167,27 @@ def test_twenty_reloads_under_load():
             seen.append((what, ok, delta))
             if what == "b removed" or what == "listener removed":
                 check(delta.get("b", 0) == 0, f"{what}: b takes no new flows: {delta}", f)
+            if what == "listener removed":
+                # Its open session carries on; new clients are refused.
+                check(request(extra_sock, "after removal") in ("a", "c"),
+                      "a session of a removed listener keeps working", f)
+                extra_sock.close()
+                try:
+                    connect(extra_addr, timeout=2).close()
+                    refused = False
+                except ConnectionRefusedError:
+                    refused = True
+                check(refused, "a removed listener accepts no new connection", f)
             if what == "c added":
                 # Flows are sequential and round-robin: c must show up within 0.15 s.
                 check(delta.get("c", 0) > 0, f"{what}: c takes flows: {delta}", f)
             if what == "listener added":
                 extra = f.addresses.get("extra")
                 check(extra is not None, "the extra listener announced its address", f)
-                s = connect(f.addr("extra"), timeout=5)
-                check(request(s, "via extra") in ("a", "c"), "extra listener serves", f)
-                s.close()
+                extra_addr = f.addr("extra")
+                extra_sock = connect(extra_addr, timeout=5)
+                check(request(extra_sock, "via extra") in ("a", "c"), "extra listener serves",
+                      f)
 
     load.finish()
     stream.finish()
