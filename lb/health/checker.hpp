@@ -145,8 +145,9 @@ class Checker {
   std::vector<std::unique_ptr<Entry>> entries_;
   std::vector<std::unique_ptr<Entry>> retired_;  // Closing; freed with the checker.
   std::vector<std::unique_ptr<Probe>> retired_probes_;
-  std::vector<uint32_t> pool_up_;
-  std::vector<std::pair<spdlog::level::level_enum, std::string>> pending_logs_;  // Up count per pool at the last publish, for logging.
+  std::vector<uint32_t> pool_up_;  // Up count per pool at the last publish, for logging.
+  // Pool-level lines waiting for the backend line that caused them; see flushLogs().
+  std::vector<std::pair<spdlog::level::level_enum, std::string>> pending_logs_;
   uv_async_t async_;
   uv_timer_t ramp_timer_;
   bool started_ = false;
