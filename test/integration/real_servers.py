@@ -562,3 +562,24 @@ def restart_nsd(nsd):
                      os.path.join(nsd.dir, "stdout-restart.log"))
     if not nsd._wait_ready():
         raise AssertionError(f"nsd did not restart on {nsd.port}:\n{nsd.log()}")
+
+
+def timed_transition(fulcrum, backend, state, action, phase, what, health, slack,
+                     detail=None):
+    """Runs action() and waits for `backend <state>`; checks it came within the detection
+    bound for phase ("fall" or "rise") and, if given, with that detail. Prints the figure.
+    Returns (event, seconds from the action to Fulcrum's own log stamp)."""
+    bound = detection_bound(health, slack, phase)
+    t0 = time.time()
+    action()
+    event = wait_health(fulcrum, backend, state, t0, timeout=bound + 10)
+    seconds = event.time - t0
+    print(f"  {what}: {seconds * 1000:.0f} ms (bound {bound * 1000:.0f} ms) [{event.line}]",
+          flush=True)
+    if seconds > bound:
+        raise AssertionError(f"{what}: seen after {seconds:.3f}s, bound {bound:.3f}s\n"
+                             + fulcrum.log())
+    if detail and event.fields.get("detail") != detail:
+        raise AssertionError(f"{what}: detail {event.fields.get('detail')!r}, expected "
+                             f"{detail!r}\n" + fulcrum.log())
+    return event, seconds

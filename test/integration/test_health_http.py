@@ -14,12 +14,11 @@ once a is back. Detection and recovery times are printed against the configured 
 
 import os
 import socket
-import time
 
 from backends import check
 from fulcrum_it import Fulcrum, run_tests, tmpdir
-from real_servers import (Nginx, detection_bound, health_config, health_events, require_tools,
-                          stop_checked, wait_health)
+from real_servers import (Nginx, health_config, health_events, require_tools,
+                          stop_checked, timed_transition, wait_health)
 
 SLACK = 0.25  # Seconds beyond the bound: process wake-ups and logging on 2 busy cores.
 
@@ -81,18 +80,8 @@ def served_by(fulcrum, n):
 
 
 def transition(fulcrum, backend, state, action, phase, what, detail=None):
-    bound = detection_bound(HEALTH, SLACK, phase)
-    t0 = time.time()
-    action()
-    event = wait_health(fulcrum, backend, state, t0, timeout=bound + 10)
-    seconds = event.time - t0
-    print(f"  {what}: {seconds * 1000:.0f} ms (bound {bound * 1000:.0f} ms) [{event.line}]",
-          flush=True)
-    check(seconds <= bound, f"{what}: seen after {seconds:.3f}s, bound {bound:.3f}s", fulcrum)
-    if detail:
-        check(event.fields.get("detail") == detail,
-              f"{what}: detail {event.fields.get('detail')!r}, expected {detail!r}", fulcrum)
-    return event
+    return timed_transition(fulcrum, backend, state, action, phase, what, HEALTH, SLACK,
+                            detail)[0]
 
 
 # a goes down on 503 and on a 200 without the body marker, comes back when healthy again, and

@@ -14,13 +14,12 @@ the timeout sees it. DNS queries through Fulcrum must follow each change.
 import os
 import signal
 import socket
-import time
 
 from backends import check
 from fulcrum_it import Fulcrum, run_tests
 from real_servers import (Nsd, detection_bound, dns_answer, dns_query, health_config,
                           parse_duration, require_tools, restart_nsd, stop_checked,
-                          wait_health)
+                          timed_transition, wait_health)
 
 SLACK = 0.25  # Seconds beyond the bound: process wake-ups and logging on 2 busy cores.
 ZONE = "fulcrum.test"
@@ -91,18 +90,8 @@ def signal_family(proc, sig):
 
 
 def transition(fulcrum, backend, state, action, phase, what, detail=None):
-    bound = detection_bound(HEALTH, SLACK, phase)
-    t0 = time.time()
-    action()
-    event = wait_health(fulcrum, backend, state, t0, timeout=bound + 10)
-    seconds = event.time - t0
-    print(f"  {what}: {seconds * 1000:.0f} ms (bound {bound * 1000:.0f} ms) [{event.line}]",
-          flush=True)
-    check(seconds <= bound, f"{what}: seen after {seconds:.3f}s, bound {bound:.3f}s", fulcrum)
-    if detail:
-        check(event.fields.get("detail") == detail,
-              f"{what}: detail {event.fields.get('detail')!r}, expected {detail!r}", fulcrum)
-    return seconds
+    return timed_transition(fulcrum, backend, state, action, phase, what, HEALTH, SLACK,
+                            detail)[1]
 
 
 # The probe's expectation is what nsd really answers, so the check cannot pass vacuously.
