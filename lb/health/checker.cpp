@@ -552,7 +552,6 @@ void Checker::reload(std::vector<pool::Pool*> pools) {
       if (match == old.end()) {
         auto entry = makeEntry(pool, i);
         if (entry->probe && entry->admin != AdminState::Disabled && !closed_) {
-          ++first_pending_;  // Counted so firstResultSeen stays balanced; nobody waits.
           uv_timer_start(&entry->timer, onTimer_cb, 0, 0);
         }
         spdlog::info("backend added pool={} backend={} state={}", pool->name(), backend.key,
