@@ -107,6 +107,21 @@ std::string summarize(const Config& config) {
                         pool != nullptr ? describePool(*pool) : "undefined");
   }
 
+  if (config.admin.enabled()) {
+    std::string where;
+    if (config.admin.listen) {
+      where = fmt::format("listen {} (token required)", config.admin.listen->toString());
+    }
+    if (!config.admin.socket.empty()) {
+      where += fmt::format("{}socket {}", where.empty() ? "" : ", ", config.admin.socket);
+    }
+    text += fmt::format("admin {}\n", where);
+  }
+  if (config.access_log.enabled) {
+    text += fmt::format("access_log {} ({})\n", config.access_log.path,
+                        toString(config.access_log.format));
+  }
+
   // Legal but probably not what the operator meant: say so here, where they are looking.
   for (const PoolConfig& pool : config.pools) {
     const bool used = std::any_of(config.listeners.begin(), config.listeners.end(),

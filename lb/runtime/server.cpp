@@ -426,6 +426,14 @@ std::string Server::reload(std::string_view trigger) {
     spdlog::warn("reload kept the access log as it was reason=needs_restart");
     next.access_log = config_.access_log;
   }
+  const AdminConfig& admin = next.admin;
+  const AdminConfig& running = config_.admin;
+  if (admin.listen != running.listen || admin.socket != running.socket ||
+      admin.token != running.token || admin.max_body != running.max_body ||
+      admin.max_connections != running.max_connections ||
+      admin.request_timeout != running.request_timeout) {
+    spdlog::warn("reload kept [admin] as it was reason=needs_restart");
+  }
   next.admin = config_.admin;
   config_ = std::move(next);
 
