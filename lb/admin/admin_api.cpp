@@ -303,8 +303,11 @@ Response AdminApi::authorize(const Request& request) const {
   }
 
   // A browser opening the status page cannot set a header; the page's script sends the
-  // header on its own requests.
-  if (const std::optional<std::string> presented = queryParam(request.query, "token")) {
+  // header on its own requests. Elsewhere the token stays out of URLs (shell history,
+  // proxy logs), so only GET / takes it there.
+  const bool page = request.path == "/" && (request.method == "GET" || request.method == "HEAD");
+  if (const std::optional<std::string> presented = queryParam(request.query, "token");
+      presented && page) {
     if (!sameToken(*presented, token_)) {
       return unauthorized("the token does not match [admin] token", true);
     }

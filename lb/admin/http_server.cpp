@@ -399,6 +399,7 @@ void HttpServer::Connection::onClosed_cb(uv_handle_t* handle) {
   HttpServer& server = c->server;
   server.open_.erase(std::find(server.open_.begin(), server.open_.end(), c));
   --server.connections_;
+  --server.by_transport_[static_cast<size_t>(c->transport)];
   delete c;
 }
 
@@ -532,19 +533,21 @@ void HttpServer::onConnection(Listener& listener, int status) {
 
   // Over the limit the connection is still accepted, to answer 503 rather than leave the
   // client in the backlog; beyond twice the limit it is closed unanswered, so a flood
-  // cannot make the refusals themselves unbounded.
+  // cannot make the refusals themselves unbounded. TCP and the unix socket have a budget
+  // each: clients without the token cannot use up the operator's owner-only socket.
   auto* connection = new Connection(*this, listener.transport);
   ++connections_;
+  const size_t open = ++by_transport_[static_cast<size_t>(listener.transport)];
   open_.push_back(connection);
   if (!connection->start(listener.stream)) {
     return;
   }
   const size_t limit = limits_.max_connections;
-  if (connections_ > 2 * limit) {
+  if (open > 2 * limit) {
     connection->closeNow();
     return;
   }
-  if (connections_ > limit) {
+  if (open > limit) {
     connection->respond(errorResponse(
         503, fmt::format("too many admin connections (at most {} at once); retry shortly",
                          limits_.max_connections)));

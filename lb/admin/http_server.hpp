@@ -89,6 +89,7 @@ class HttpServer {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<Connection*> open_;  // Owned: each deletes itself once its handles closed.
   size_t connections_ = 0;
+  size_t by_transport_[2] = {0, 0};  // Indexed by Transport.
   size_t listeners_closing_ = 0;
   bool closed_ = false;
   std::string unix_path_;  // Removed at close when it is still our socket.

@@ -302,6 +302,13 @@ HealthDefaults buildHealth(const std::string& file, const toml::value& table,
   health.passive_failures = reader.integer("passive_failures", 0, kMaxPassiveFailures,
                                            health.passive_failures, "(0 = off)");
   health.passive_cooldown = reader.duration("passive_cooldown", health.passive_cooldown, true);
+  if (const toml::value* cooldown = reader.find("passive_cooldown");
+      cooldown != nullptr && health.type != HealthCheckType::None) {
+    reader.fail(*cooldown, fmt::format("passive_cooldown applies only without an active check "
+                                       "(type = \"none\"); with type {} probes bring a "
+                                       "passively downed backend back: remove it",
+                                       type_name));
+  }
   return out;
 }
 

@@ -64,6 +64,13 @@ std::optional<Endpoint> Endpoint::parse(std::string_view text, std::string* erro
   if (text.empty()) {
     return refuse(error, fmt::format("empty address; expected host:port {}", kExample));
   }
+  // A NUL would end the text where inet_pton reads it and silently drop the rest.
+  if (std::any_of(text.begin(), text.end(),
+                  [](unsigned char c) { return std::iscntrl(c) && !std::isspace(c); })) {
+    return refuse(error, fmt::format("address contains a control character; expected "
+                                     "host:port {}",
+                                     kExample));
+  }
   if (std::any_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c); })) {
     return refuse(error, fmt::format("address contains white space; expected host:port {}",
                                      kExample));

@@ -26,6 +26,19 @@ namespace {
 // Interval at which a drain checks whether every session has finished.
 constexpr uint64_t kDrainTickMs = 50;
 
+// Text for a "..." log field: quotes and backslashes escaped, so the line stays key=value.
+std::string quoteEscaped(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+    }
+    out += c;
+  }
+  return out;
+}
+
 }  // namespace
 
 Server::Server(Config config)
@@ -138,6 +151,14 @@ void Server::start() {
   sigusr1_.data = this;
   uv_signal_start(&sigusr1_, onSigusr1_cb, SIGUSR1);
 
+
+  uv_timer_init(&loop_, &drain_tick_);
+  uv_timer_init(&loop_, &drain_deadline_);
+  drain_tick_.data = this;
+  drain_deadline_.data = this;
+  handles_open_ = true;
+
+  // After handles_open_: a failure here must still close the handles above.
   if (config_.access_log.enabled) {
     try {
       access_log_ = std::make_unique<AccessLog>(config_.access_log);
@@ -146,12 +167,6 @@ void Server::start() {
     }
     AccessLog::setCurrent(access_log_.get());
   }
-
-  uv_timer_init(&loop_, &drain_tick_);
-  uv_timer_init(&loop_, &drain_deadline_);
-  drain_tick_.data = this;
-  drain_deadline_.data = this;
-  handles_open_ = true;
 
   std::vector<std::vector<ListenSocket>> per_worker(worker_count_);
   bindListeners(per_worker);
@@ -267,7 +282,7 @@ std::string Server::reload(std::string_view trigger) {
   } catch (const ConfigError& e) {
     spdlog::error("reload failed trigger={} reason=invalid_config action=keep_running_config "
                   "error=\"{}\"",
-                  trigger, e.what());
+                  trigger, quoteEscaped(e.what()));
     return e.what();
   }
   systemd::reloading(fmt::format("reloading {}", config_.source));
@@ -306,7 +321,7 @@ std::string Server::reload(std::string_view trigger) {
       }
     }
     spdlog::error("reload failed trigger={} reason=bind action=keep_running_config error=\"{}\"",
-                  trigger, e.what());
+                  trigger, quoteEscaped(e.what()));
     systemd::ready("reload failed; running the previous config");
     return e.what();
   }

@@ -642,8 +642,10 @@ void Session::logClose() const {
     record.listener = listener_.config.name;
     record.protocol = Protocol::Tcp;
     record.client = reinterpret_cast<const sockaddr*>(&peer_);
-    record.backend =
-        backend_index_ == pool::kNoBackend ? "-" : snapshot_->backends()[backend_index_].key;
+    // Both branches as string_view: a std::string temporary from the ?: would die here.
+    record.backend = backend_index_ == pool::kNoBackend
+                         ? std::string_view("-")
+                         : std::string_view(snapshot_->backends()[backend_index_].key);
     record.bytes_up = up_.bytes;
     record.bytes_down = down_.bytes;
     record.duration_ms = uv_now(worker_.loop()) - started_ms_;

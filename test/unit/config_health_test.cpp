@@ -249,3 +249,14 @@ format = "csv"
 )") == "h.toml:9:10: [access_log]: format \"csv\" is not supported; expected one of logfmt, "
        "json");
 }
+
+TEST_CASE("health: passive_cooldown is refused beside an active check", "[config]") {
+  CHECK(errorOf(R"([pool.db]
+backends = [{ address = "127.0.0.1:1" }]
+[pool.db.health]
+type = "tcp"
+passive_cooldown = "5s"
+)") == "h.toml:10:20: [pool.db.health]: passive_cooldown applies only without an active check "
+       "(type = \"none\"); with type tcp probes bring a passively downed backend back: remove "
+       "it");
+}

@@ -101,6 +101,14 @@ TEST_CASE("endpoint refuses malformed addresses with a reason", "[endpoint]") {
   CHECK(refusalOf(" 127.0.0.1:80") ==
         "address contains white space; expected host:port such as 127.0.0.1:6379 or "
         "[::1]:6379");
+  // A NUL would end the text where the C parser reads it; the rest must not be ignored.
+  using namespace std::string_view_literals;
+  CHECK(refusalOf("127.0.0.1\0junk:80"sv) ==
+        "address contains a control character; expected host:port such as 127.0.0.1:6379 or "
+        "[::1]:6379");
+  CHECK(refusalOf("127.0.0.1:80\x01"sv) ==
+        "address contains a control character; expected host:port such as 127.0.0.1:6379 or "
+        "[::1]:6379");
 }
 
 // Equality compares family, address and port, so two spellings of one address are equal.
