@@ -74,6 +74,11 @@ void Acceptor::onReadable_cb(uv_poll_t* handle, int status, int /*events*/) {
 }
 
 void Acceptor::onReadable() {
+  // A spare lost to another thread during an earlier shortage is taken back at the first
+  // wakeup with descriptors to spare, not at the next shortage, when none would be left.
+  if (spare_fd_ < 0) {
+    spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
   for (int i = 0; i < kMaxAcceptsPerWakeup && open_ && !paused_; ++i) {
     sockaddr_storage peer{};
     socklen_t len = sizeof(peer);
