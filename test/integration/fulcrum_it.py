@@ -59,6 +59,26 @@ def free_port(host="127.0.0.1", kind=socket.SOCK_STREAM):
         return s.getsockname()[1]
 
 
+def free_port_tcp_and_udp(host="127.0.0.1", attempts=50):
+    """A port free for both TCP and UDP, for servers that bind both (nsd).
+
+    The TCP side is chosen by the kernel without SO_REUSEADDR, so it also avoids ports held
+    by connections in TIME_WAIT, which a busy test run leaves by the thousand across the
+    ephemeral range; the UDP side is then checked on the same number."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(attempts):
+        with socket.socket(family, socket.SOCK_STREAM) as t:
+            t.bind((host, 0))
+            port = t.getsockname()[1]
+            with socket.socket(family, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError(f"no port free for both TCP and UDP on {host} after {attempts} tries")
+
+
 def spawn(args, log_path=None, **kw):
     """Starts a process that is killed at exit; its stdout+stderr go to log_path."""
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL

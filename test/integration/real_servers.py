@@ -14,7 +14,7 @@ import shutil
 import socket
 import time
 
-from fulcrum_it import free_port, spawn, stop, tmpdir
+from fulcrum_it import free_port, free_port_tcp_and_udp, spawn, stop, tmpdir
 
 
 def require_tools(*names):
@@ -337,7 +337,7 @@ class Nsd:
         self.zone = zone
         last_log = ""
         for _ in range(attempts):
-            self.port = free_port(kind=socket.SOCK_DGRAM)
+            self.port = free_port_tcp_and_udp()
             self.dir = tmpdir("fulcrum-nsd-")
             self._write_files()
             self.log_path = os.path.join(self.dir, "nsd.log")
