@@ -152,6 +152,23 @@ const health::BackendStatus* lookupBackend(const health::PoolStatus& pool, const
   return backend;
 }
 
+// A backend named in a path: the pool (404), the address (400), the backend (404), in that
+// order. On success key holds the backend's canonical key.
+const health::BackendStatus* resolveBackend(const StatusView& view, const std::string& pool,
+                                            const std::string& backend, std::string& key,
+                                            Response& error) {
+  const health::PoolStatus* p = lookupPool(view, pool, error);
+  if (p == nullptr) {
+    return nullptr;
+  }
+  std::optional<std::string> canonical = canonicalKey(backend, error);
+  if (!canonical) {
+    return nullptr;
+  }
+  key = std::move(*canonical);
+  return lookupBackend(*p, key, error);
+}
+
 std::optional<AdminState> actionState(std::string_view action) {
   if (action == "drain") {
     return AdminState::Draining;
@@ -443,42 +460,28 @@ Response AdminApi::backendAction(const Request& /*request*/, const std::string& 
                                  const std::string& backend, const std::string& action) const {
   const AdminState target = *actionState(action);
   Response error;
+  std::string key;
   const StatusView before = hooks_.view();
-  const health::PoolStatus* p = lookupPool(before, pool, error);
-  if (p == nullptr) {
-    return error;
-  }
-  const std::optional<std::string> key = canonicalKey(backend, error);
-  if (!key) {
-    return error;
-  }
-  const health::BackendStatus* b = lookupBackend(*p, *key, error);
+  const health::BackendStatus* b = resolveBackend(before, pool, backend, key, error);
   if (b == nullptr) {
     return error;
   }
   const bool changed = b->admin != target;
 
-  const std::string refused = hooks_.set_state(pool, *key, target);
+  const std::string refused = hooks_.set_state(pool, key, target);
   if (!refused.empty()) {
     return errorResponse(409, refused);
   }
 
-  return actionResult(hooks_.view(), pool, *key, changed);
+  return actionResult(hooks_.view(), pool, key, changed);
 }
 
 Response AdminApi::setWeight(const Request& request, const std::string& pool,
                              const std::string& backend) const {
   Response error;
+  std::string key;
   const StatusView before = hooks_.view();
-  const health::PoolStatus* p = lookupPool(before, pool, error);
-  if (p == nullptr) {
-    return error;
-  }
-  const std::optional<std::string> key = canonicalKey(backend, error);
-  if (!key) {
-    return error;
-  }
-  const health::BackendStatus* b = lookupBackend(*p, *key, error);
+  const health::BackendStatus* b = resolveBackend(before, pool, backend, key, error);
   if (b == nullptr) {
     return error;
   }
@@ -488,12 +491,12 @@ Response AdminApi::setWeight(const Request& request, const std::string& pool,
   }
   const bool changed = b->weight != *weight;
 
-  const std::string refused = hooks_.set_weight(pool, *key, *weight);
+  const std::string refused = hooks_.set_weight(pool, key, *weight);
   if (!refused.empty()) {
     return errorResponse(409, refused);
   }
 
-  return actionResult(hooks_.view(), pool, *key, changed);
+  return actionResult(hooks_.view(), pool, key, changed);
 }
 
 }  // namespace fulcrum::admin
