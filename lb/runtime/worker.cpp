@@ -69,27 +69,34 @@ void Worker::closeDownedSessions() {
 }
 
 void Worker::closeDownedTcpSessions() {
-  // One line per backend, not per session; a failover can cut thousands at once.
-  std::vector<std::pair<const pool::Backend*, uint32_t>> closed;
+  // One line per listener and backend, not per session; a failover can cut thousands at once.
+  struct Closed {
+    const std::string* listener;
+    const pool::Backend* backend;
+    uint32_t sessions;
+  };
+  std::vector<Closed> closed;
   tcp::Session* next = nullptr;
   for (tcp::Session* session = sessions_head_; session != nullptr; session = next) {
     next = session->next_;
+    const std::string& listener = session->listener().config.name;
     const pool::Backend* backend = session->closeIfBackendDowned();
     if (backend == nullptr) {
       continue;
     }
-    auto it = std::find_if(closed.begin(), closed.end(),
-                           [&](const auto& entry) { return entry.first->key == backend->key; });
+    auto it = std::find_if(closed.begin(), closed.end(), [&](const Closed& entry) {
+      return *entry.listener == listener && entry.backend->key == backend->key;
+    });
     if (it == closed.end()) {
-      closed.emplace_back(backend, 1);
+      closed.push_back({&listener, backend, 1});
     } else {
-      ++it->second;
+      ++it->sessions;
     }
   }
-  for (const auto& [backend, count] : closed) {
-    spdlog::info("sessions closed for backend down worker={} backend={} sessions={} "
-                 "reason=on_down_close",
-                 id_, backend->key, count);
+  for (const Closed& entry : closed) {
+    spdlog::info("sessions closed for backend down worker={} listener={} backend={} "
+                 "sessions={} reason=on_down_close",
+                 id_, *entry.listener, entry.backend->key, entry.sessions);
   }
 }
 

@@ -60,6 +60,8 @@ class Session {
   // and returns that backend; otherwise returns null.
   const pool::Backend* closeIfBackendDowned();
 
+  const runtime::ListenerState& listener() const { return listener_; }
+
   // Intrusive list links, owned by the worker.
   Session* prev_ = nullptr;
   Session* next_ = nullptr;

@@ -195,8 +195,8 @@ def test_on_down_close_cuts_sessions_and_continue_keeps_them():
             check(outcome == "reset", f"on_down = close resets the client, got {outcome}", f)
             check(cut <= DOWN_BOUND, f"session cut {cut:.3f}s after the check failed, bound "
                                      f"{DOWN_BOUND}s", f)
-            f.wait_log(rf"sessions closed for backend down worker=\d backend={a.address} "
-                       r"sessions=1 reason=on_down_close")
+            f.wait_log(rf"sessions closed for backend down worker=\d listener=\w+ "
+                       rf"backend={a.address} sessions=1 reason=on_down_close")
         else:
             time.sleep(INTERVAL * 2)
             check(request(s, "still there") == "a", "on_down = continue keeps the session", f)
