@@ -51,7 +51,7 @@ def _majority(names: list[str]) -> str | None:
     return collections.Counter(names).most_common(1)[0][0] if names else None
 
 
-def figures(scenario, samples, broken, lag_ns, t0_ns, end_ns, fault_ns, heal_ns, events,
+def figures(scenario, target, samples, broken, lag_ns, t0_ns, end_ns, fault_ns, heal_ns, events,
             failed: str, record: dict | None) -> dict:
     downs = [t for t, e in events if e == "down" and t >= fault_ns]
     ups = [t for t, e in events if e == "up" and t >= heal_ns]
@@ -95,7 +95,7 @@ def figures(scenario, samples, broken, lag_ns, t0_ns, end_ns, fault_ns, heal_ns,
     after_ok = [s for s in samples if s.outcome == "ok" and after_from <= s.start_ns < heal_ns]
     share_after = (sum(1 for s in after_ok if s.backend == failed) / max(1, len(after_ok)))
 
-    bound_ms = round(scenario.detection_bound_s("") * 1000, 1)
+    bound_ms = round(scenario.detection_bound_s(target) * 1000, 1)
     detect_ms = _ms(fault_ns, down_ns)
     out = {
         "requests": len(samples),

@@ -232,11 +232,6 @@ def _health_bytes(kind: str) -> tuple[bytes, bytes]:
     return protocols.PG_SSL_REQUEST, b"N"
 
 
-def _toml_str(data: bytes) -> str:
-    return '"' + "".join(f"\\u{b:04x}" if b < 0x20 or b in (0x22, 0x5c) else chr(b)
-                         for b in data) + '"'
-
-
 class Fulcrum:
     def __init__(self, scenario, backends: list[Backend], workdir: Path, tools: dict):
         self.token = secrets.token_hex(16)
@@ -263,8 +258,9 @@ class Fulcrum:
         if scenario.load == "udp_rr":
             lines += ['type = "udp_expect"', 'send = "PING"', f'expect = "b"']
         else:
-            lines += ['type = "tcp_expect"', f"send = {_toml_str(send)}",
-                      f"expect = {_toml_str(expect)}"]
+            # Hex, so binary probes (PostgreSQL's SSLRequest) survive as bytes.
+            lines += ['type = "tcp_expect"', f'send_hex = "{send.hex()}"',
+                      f'expect_hex = "{expect.hex()}"']
         lines += [
             f'interval = "{int(scenario.interval_s * 1000)}ms"',
             f'timeout = "{int(scenario.timeout_s * 1000)}ms"',

@@ -61,14 +61,18 @@ async def _pg_message(reader) -> tuple[bytes, bytes]:
     return kind, await reader.readexactly(length - 4)
 
 
-async def postgres_exchange(reader, writer, ports: dict[int, str]) -> str:
-    writer.write(_pg_startup())
-    while True:
-        kind, body = await _pg_message(reader)
-        if kind == b"E":
-            raise ProtocolError(body[:80])
-        if kind == b"Z":
-            break
+async def postgres_exchange(reader, writer, ports: dict[int, str], keep: bool) -> str:
+    """One SHOW port; the session is started on a connection's first call. keep: leave the
+    session open for the next call (long-lived streams) instead of ending it."""
+    if not getattr(writer, "pg_ready", False):
+        writer.write(_pg_startup())
+        while True:
+            kind, body = await _pg_message(reader)
+            if kind == b"E":
+                raise ProtocolError(body[:80])
+            if kind == b"Z":
+                break
+        writer.pg_ready = True
     query = b"SHOW port\0"
     writer.write(b"Q" + struct.pack("!I", 4 + len(query)) + query)
     value = None
@@ -81,7 +85,8 @@ async def postgres_exchange(reader, writer, ports: dict[int, str]) -> str:
             value = body[6:6 + size].decode()
         if kind == b"Z":
             break
-    writer.write(b"X\0\0\0\4")
+    if not keep:
+        writer.write(b"X\0\0\0\4")
     if value is None or int(value) not in ports:
         raise ProtocolError(f"unexpected port {value}")
     return ports[int(value)]

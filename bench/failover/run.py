@@ -60,7 +60,8 @@ def exchange_for(s, backends):
     if s.backend_kind == "redis":
         return protocols.redis_exchange
     ports = {b.port: b.name for b in backends}
-    return functools.partial(protocols.postgres_exchange, ports=ports)
+    return functools.partial(protocols.postgres_exchange, ports=ports,
+                             keep=s.load == "tcp_stream")
 
 
 async def _drive(s, dep, fault: str, t0_ns: int) -> tuple[load.LoadResult, int, int]:
@@ -114,7 +115,7 @@ def run_one(s, target: str, fault: str, tools: dict, out_dir: Path, verbose: boo
             events = dep.front.events(failed.name)
         names = [b.name for b in dep.backends]
         timeline = analyze.timeline(result.samples, t0_ns, end_ns, names)
-        figures = analyze.figures(s, result.samples, result.broken_streams, result.lag_ns,
+        figures = analyze.figures(s, target, result.samples, result.broken_streams, result.lag_ns,
                                   t0_ns, end_ns, fault_ns, heal_ns, events, failed.name, record)
         if verbose:
             print(f"  {target:8} {fault:9} detect={figures['detect_ms']} ms "

@@ -65,9 +65,15 @@ class Scenario:
     def hashing(self) -> bool:
         return self.algorithm in HASHING
 
-    def detection_bound_s(self, fault: str) -> float:
-        """Worst-case time from the fault to the mark-down, from the health settings alone:
-        fall probes at interval spacing, the last one waiting out its timeout, plus slack."""
+    def detection_bound_s(self, target: str) -> float:
+        """Worst-case time from the fault to the mark-down, from the health settings alone.
+
+        Fulcrum keeps probes start-to-start at interval (README, Health checks): fall probes
+        at interval spacing, the last one waiting out its timeout. HAProxy starts the next
+        check inter after the previous one ended, so a check that times out stretches the
+        period to inter + timeout: fall x (inter + timeout check). Both plus the slack."""
+        if target == "haproxy":
+            return self.fall * (self.interval_s + self.timeout_s) + self.slack_s
         return self.fall * self.interval_s + self.timeout_s + self.slack_s
 
 

@@ -3,7 +3,9 @@ scenario (three demo backends, Maglev on source_ip, kill / hang / refuse on b0) 
 real Fulcrum and a real HAProxy, and its figures are checked against bounds computed from
 the scenario's own settings:
 
-    detection (fault injected -> marked down) <= fall x interval + timeout + slack
+    Fulcrum: detection (fault injected -> marked down) <= fall x interval + timeout + slack
+    HAProxy: detection <= fall x (inter + timeout check) + slack (its next check starts
+             inter after the previous one ended)
 
 for every run, plus what each fault must look like to clients, and Fulcrum's failover
 record (GET /api/v1/failovers) must agree with what the clients saw.
@@ -53,16 +55,19 @@ def test_every_run_detects_within_the_bound():
     with open(SCENARIO, "rb") as f:
         sc = tomllib.load(f)
     h = sc["health"]
-    bound = h["fall"] * ms(h["interval"]) + ms(h["timeout"]) + ms(sc["scenario"]["slack"])
+    slack = ms(sc["scenario"]["slack"])
+    bounds = {"fulcrum": h["fall"] * ms(h["interval"]) + ms(h["timeout"]) + slack,
+              "haproxy": h["fall"] * (ms(h["interval"]) + ms(h["timeout"])) + slack}
     runs = runs_by(report)
     assert set(runs) == {(t, f) for t in ("fulcrum", "haproxy")
                          for f in ("kill", "hang", "refuse")}, sorted(runs)
     for key, run in runs.items():
         fig = run["figures"]
+        bound = bounds[key[0]]
         print(f"{key}: detect {fig['detect_ms']} ms (bound {bound} ms), failed "
               f"{fig['failed_requests']} {fig['failed_by_kind']}, recovery "
               f"{fig['recovery_ms']} ms", flush=True)
-        assert fig["detect_bound_ms"] == bound
+        assert abs(fig["detect_bound_ms"] - bound) < 0.1, (fig["detect_bound_ms"], bound)
         assert fig["detect_ms"] is not None, f"{key}: never marked down"
         assert 0 <= fig["detect_ms"] <= bound, f"{key}: {fig['detect_ms']} ms > {bound} ms"
         assert fig["heal_to_up_ms"] is not None, f"{key}: never marked up after the heal"
