@@ -128,6 +128,13 @@ class Netns:
     def _run(argv):
         subprocess.run(argv, check=True, capture_output=True, text=True, timeout=10)
 
+    def blackhole(self, on: bool):
+        """Drops everything the backend sends to the host (SYN-ACKs, replies) with a
+        blackhole route for the host's address inside the namespace; arriving packets still
+        reach the backend, as when a return path fails. No qdisc needed."""
+        verb = "add" if on else "del"
+        self._run(["ip", "-n", self.name, "route", verb, "blackhole", f"{self.host_ip}/32"])
+
     def netem(self, spec: list[str] | None):
         """Adds (spec) or removes (None) a netem qdisc on the backend side of the pair, so
         everything the backend sends (SYN-ACKs, replies) is delayed or dropped."""
@@ -141,6 +148,28 @@ class Netns:
     def close(self):
         subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, timeout=10)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=10)
+
+
+def netem_available() -> bool:
+    """Whether this kernel has the netem qdisc, tried on a veth pair in a throwaway
+    namespace (some kernels are built without sch_netem and cannot load it)."""
+    name = f"fbprobe{os.getpid() % 100000}"
+    try:
+        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True,
+                       timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    try:
+        subprocess.run(["ip", "-n", name, "link", "add", "p0", "type", "veth", "peer", "name",
+                        "p1"], check=True, capture_output=True, timeout=10)
+        probe = subprocess.run(["ip", "netns", "exec", name, "tc", "qdisc", "add", "dev", "p0",
+                                "root", "netem", "delay", "1ms"], capture_output=True,
+                               timeout=10)
+        return probe.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
 
 
 class Backend:
@@ -203,7 +232,7 @@ class Backend:
         elif fault == "refuse":
             self.proc.signal(signal.SIGUSR1)
         elif fault == "blackhole":
-            self.netns.netem(["loss", "100%"])
+            self.netns.blackhole(True)
         elif fault == "slow":
             self.netns.netem(["delay", f"{int(slow_delay_s * 1000)}ms"])
 
@@ -215,7 +244,9 @@ class Backend:
             self.proc.signal(signal.SIGCONT)
         elif fault == "refuse":
             self.proc.signal(signal.SIGUSR2)
-        elif fault in ("blackhole", "slow"):
+        elif fault == "blackhole":
+            self.netns.blackhole(False)
+        elif fault == "slow":
             self.netns.netem(None)
 
     def stop(self):

@@ -51,6 +51,9 @@ def check_tools(s, tools) -> list[str]:
                            "namespaces the bench creates)")
         elif not shutil.which("tc"):
             missing.append("tc (apt-get install iproute2)")
+        elif "slow" in s.faults and not deploy.netem_available():
+            missing.append("the netem qdisc for the slow fault (this kernel has no "
+                           "sch_netem); drop slow from faults or use a kernel with netem")
     return missing
 
 
