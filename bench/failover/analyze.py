@@ -53,9 +53,9 @@ def _majority(names: list[str]) -> str | None:
 
 def figures(scenario, target, samples, broken, lag_ns, t0_ns, end_ns, fault_ns, heal_ns, events,
             failed: str, record: dict | None) -> dict:
-    downs = [t for t, e in events if e == "down" and t >= fault_ns]
-    ups = [t for t, e in events if e == "up" and t >= heal_ns]
-    down_ns = min(downs) if downs else None
+    downs = sorted((t, why) for t, e, why in events if e == "down" and t >= fault_ns)
+    ups = [t for t, e, _ in events if e == "up" and t >= heal_ns]
+    down_ns, down_reason = downs[0] if downs else (None, None)
     up_ns = min(ups) if ups else None
 
     during = [s for s in samples if fault_ns <= s.start_ns]
@@ -103,6 +103,7 @@ def figures(scenario, target, samples, broken, lag_ns, t0_ns, end_ns, fault_ns, 
         "detect_ms": detect_ms,
         "detect_bound_ms": bound_ms,
         "detect_within_bound": detect_ms is not None and detect_ms <= bound_ms,
+        "down_reason": down_reason,
         "failed_requests": len(failures),
         "failed_by_kind": dict(by_kind),
         "failed_connections": len(broken) if scenario.load == "tcp_stream" else len(failures),

@@ -314,15 +314,15 @@ class Fulcrum:
         with urllib.request.urlopen(request, timeout=5) as answer:
             return json.load(answer)
 
-    def events(self, backend_key: str) -> list[tuple[int, str]]:
-        """(mono_ns, "down"|"up") for the backend, from Fulcrum's own failover record."""
+    def events(self, backend_key: str) -> list[tuple[int, str, str]]:
+        """(mono_ns, "down"|"up", reason) for the backend, from Fulcrum's failover record."""
         out = []
         for record in self.failovers()["failovers"]:
             if record["backend"] != backend_key:
                 continue
-            out.append((record["down_mono_ns"], "down"))
+            out.append((record["down_mono_ns"], "down", record["reason"]))
             if record["up_mono_ns"]:
-                out.append((record["up_mono_ns"], "up"))
+                out.append((record["up_mono_ns"], "up", record["up_reason"]))
         return out
 
     def stop(self):
@@ -374,14 +374,16 @@ class Haproxy:
             except OSError:
                 time.sleep(0.05)
 
-    def events(self, backend_name: str) -> list[tuple[int, str]]:
-        """(mono_ns, "down"|"up") from HAProxy's warnings, stamped when the line arrived."""
+    def events(self, backend_name: str) -> list[tuple[int, str, str]]:
+        """(mono_ns, "down"|"up", reason) from HAProxy's warnings, stamped when the line
+        arrived. reason: "passive" for observe layer4 ("Health analyze"), else "probe"."""
         out = []
         for stamp, line in self.proc.lines:
+            reason = "passive" if "Health analyze" in line else "probe"
             if f"be/{backend_name} is DOWN" in line:
-                out.append((stamp, "down"))
+                out.append((stamp, "down", reason))
             elif f"be/{backend_name} is UP" in line:
-                out.append((stamp, "up"))
+                out.append((stamp, "up", reason))
         return out
 
     def stop(self):

@@ -36,6 +36,7 @@ ROWS = [
     ("time to detect (fault → marked down)", "detect_ms", " ms"),
     ("detection bound from the config ¹", "detect_bound_ms", " ms"),
     ("within bound", "detect_within_bound", ""),
+    ("marked down by", "down_reason", ""),
     ("failed requests (after the fault)", "failed_requests", ""),
     ("failed connections", "failed_connections", ""),
     ("first failed request starts", "first_failure_ms", " ms"),

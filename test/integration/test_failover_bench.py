@@ -76,7 +76,9 @@ def test_every_run_detects_within_the_bound():
         assert fig["failed_share_after_down"] == 0, f"{key}: b0 served while marked down"
         # Maglev / consistent source hashing: b0's clients moved, and no one else did.
         assert fig["only_failed_moved"] is True, f"{key}: {fig}"
-        assert fig["driver_lag_p99_ms"] < 10, f"{key}: driver fell behind: {fig}"
+        # Samples carry their actual send times, so lag shifts load rather than blurring
+        # the timeline; beyond two bins the load would no longer be steady.
+        assert fig["driver_lag_p99_ms"] < 20, f"{key}: driver fell behind: {fig}"
 
 
 def test_faults_look_as_they_should_to_clients():
