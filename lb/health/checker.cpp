@@ -390,6 +390,11 @@ void Checker::publish(pool::Pool& pool) {
 
 void Checker::openFailover(Entry& entry, const char* reason, uint64_t first_signal_ns,
                            const char* signal, std::string detail, uint32_t sessions) {
+  if (!entry.failovers.empty() && entry.failovers.back().up_ns == 0) {
+    // Already out (an operator drained it, then its checks failed too): one record covers
+    // the whole absence.
+    return;
+  }
   const uint64_t now = pool::monotonicNs();
   const pool::Backend& backend = entry.pool->backends()[entry.index];
   FailoverRecord record;
@@ -408,7 +413,9 @@ void Checker::openFailover(Entry& entry, const char* reason, uint64_t first_sign
   record.sessions_action = entry.pool->config().on_down == OnDown::Close ? "closed" : "left";
   record.down_snapshot = entry.pool->snapshot();
 
-  histogramsFor(record.pool).detection.record((record.down_ns - record.first_signal_ns) / 1000);
+  if (record.reason != "admin") {
+    histogramsFor(record.pool).detection.record((record.down_ns - record.first_signal_ns) / 1000);
+  }
   if (entry.failovers.size() >= kFailoverRecords) {
     entry.failovers.erase(entry.failovers.begin());
   }
@@ -553,8 +560,18 @@ std::string Checker::setAdminState(std::string_view pool, std::string_view backe
       uv_timer_start(&entry->timer, onTimer_cb, 0, 0);
     }
   }
+  const bool was_serving = b.state == pool::BackendState::Up;
+  const uint32_t sessions = b.stats->active.load(std::memory_order_relaxed);
   b.state = combine(entry->admin, entry->health_up);
+  // An operator taking a serving backend out is a failover too (planned, so it counts in
+  // no detection histogram); putting it back closes the record.
+  if (state == AdminState::Enabled && entry->health_up) {
+    closeFailover(*entry, "admin");
+  }
   publish(*entry->pool);
+  if (was_serving && state != AdminState::Enabled) {
+    openFailover(*entry, "admin", 0, "admin", toString(state), sessions);
+  }
   flushLogs();
   return {};
 }

@@ -138,7 +138,8 @@ class Checker {
   // publishes the rebuilt snapshot; went_down triggers on_down = "close", ramp starts slow
   // start for a backend coming back.
   void applyHealth(Entry& entry, bool up, bool went_down, bool ramp);
-  // Failover records: opened right after a down was published, closed just before an up is.
+  // Failover records: opened right after a down (health, or an operator's drain or disable of
+  // a serving backend) was published, closed just before the up is; at most one is open.
   void openFailover(Entry& entry, const char* reason, uint64_t first_signal_ns,
                     const char* signal, std::string detail, uint32_t sessions);
   void closeFailover(Entry& entry, const char* reason);

@@ -42,15 +42,15 @@ struct FailoverRecord {
   uint64_t id = 0;          // Increases across all backends of the process.
   std::string pool;
   std::string backend;      // ip:port, as in logs.
-  std::string reason;       // What marked it down: "probe" or "passive".
-  std::string signal;       // Where the first failed signal came from: "probe" or "passive".
-  std::string detail;       // The failing probe's detail, or the passive failure count.
+  std::string reason;       // What took it out: "probe", "passive" or "admin".
+  std::string signal;       // Where the first signal came from: "probe", "passive", "admin".
+  std::string detail;       // The failing probe's detail, the failure count, or the state.
   uint64_t first_signal_ns = 0;  // monotonicNs(); never 0 once recorded.
   uint64_t down_ns = 0;
   uint64_t last_flow_ns = 0;     // Last new flow picked for the backend; 0 = none ever.
   uint64_t first_moved_ns = 0;   // 0 = no new flow in the pool since the down.
   uint64_t up_ns = 0;            // 0 = still down.
-  std::string up_reason;         // "probe", "passive_cooldown"; empty while down.
+  std::string up_reason;         // "probe", "passive_cooldown", "admin"; empty while down.
   uint32_t sessions_at_down = 0;
   std::string sessions_action;   // "closed" (on_down = "close") or "left".
   // While first_moved_ns is unknown: the snapshot published at the down, whose first pick

@@ -86,6 +86,22 @@ def test_record_follows_a_down_and_up():
     check(value(m, "fulcrum_failover_reroute_seconds_count", pool="web") == 1, "reroutes once")
     check(len(failovers(f)["failovers"]) == 1, "one record")
     check(curl(f, "/api/v1/failovers", method="POST").status == 405, "POST refused")
+
+    # An operator draining a serving backend opens a record too, outside the detection
+    # histogram; enabling it closes the record.
+    r = curl(f, f"/api/v1/pools/web/backends/{b.address}/drain", method="POST")
+    check(r.status == 200, f"drain {r}")
+    check(set(flows(f, 4)) == {"a"}, "a serves alone while b drains", f)
+    rec = failovers(f)["failovers"][-1]
+    check(rec["id"] == 2 and rec["reason"] == "admin" and rec["detail"] == "draining",
+          f"admin record {rec}")
+    check(rec["first_moved_mono_ns"] is not None and rec["up_mono_ns"] is None, f"{rec}")
+    curl(f, f"/api/v1/pools/web/backends/{b.address}/enable", method="POST")
+    rec = failovers(f)["failovers"][-1]
+    check(rec["up_reason"] == "admin" and rec["up_mono_ns"] > rec["down_mono_ns"], f"{rec}")
+    m = parse_metrics(curl(f, "/metrics").body)
+    check(value(m, "fulcrum_failover_detection_seconds_count", pool="web") == 1,
+          "a drain is no detection")
     check(f.stop() == 0, "fulcrum exit code", f)
     a2.kill()
     b.kill()
