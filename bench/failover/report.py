@@ -189,6 +189,8 @@ def _panel(run, x0, y0, pw, ph, strip, backends, title) -> list[str]:
         out.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + pw}" y2="{y:.1f}" stroke="#ddd"/>'
                    f'<text x="{x0 - 4}" y="{y + 4:.1f}" text-anchor="end">{top * frac:g}</text>')
     out.append(f'<text x="{x0 - 4}" y="{y0 + ph + 4}" text-anchor="end">0</text>')
+    out.append(f'<text x="{x0 - 40}" y="{y0 + ph / 2:.0f}" text-anchor="middle" '
+               f'transform="rotate(-90 {x0 - 40} {y0 + ph / 2:.0f})">per second</text>')
     for series, color in ((rates_ok, "#2a9d3a"), (rates_err, "#d62728")):
         points = " ".join(f"{sx(i * 10 + 5):.1f},{sy(v):.1f}" for i, v in enumerate(series))
         out.append(f'<polyline points="{points}" fill="none" stroke="{color}" '
