@@ -6,6 +6,7 @@ The test stops a's listener, drives flows, brings a back, and checks the record'
 of events, its bound, and that the metrics counted one detection and one reroute.
 """
 
+import subprocess
 import time
 
 from admin_helpers import AdminFulcrum, admin_config, curl, wait_until
@@ -70,7 +71,12 @@ def test_record_follows_a_down_and_up():
     check(abs(rec["down_unix_ms"] - stopped_unix_ms - detect_ms) < 50,
           f"wall-clock down time {rec} against the stop at {stopped_unix_ms}")
 
-    m = parse_metrics(curl(f, "/metrics").body)
+    text = curl(f, "/metrics").body
+    p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+                       capture_output=True, timeout=60)
+    out = (p.stdout + p.stderr).decode()
+    check(p.returncode == 0 and out.strip() == "", f"promtool said ({p.returncode}):\n{out}")
+    m = parse_metrics(text)
     check(value(m, "fulcrum_failover_detection_seconds_count", pool="web") == 1, "detections")
     check(value(m, "fulcrum_failover_reroute_seconds_count", pool="web") == 1, "reroutes")
     detection_s = value(m, "fulcrum_failover_detection_seconds_sum", pool="web")
