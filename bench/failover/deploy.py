@@ -239,7 +239,18 @@ class Backend:
     def heal(self, fault: str):
         if fault == "kill":
             self.proc.stop()
-            self.start()
+            # The port was the kernel's choice, from the ephemeral range, so while the server
+            # was dead an outgoing connection (the balancer's, to another backend) may have
+            # taken it as its source port; such a connection is short, so try again briefly.
+            for attempt in range(5):
+                try:
+                    self.start()
+                    return
+                except RuntimeError:
+                    if attempt == 4:
+                        raise
+                    self.proc.stop()
+                    time.sleep(0.2)
         elif fault == "hang":
             self.proc.signal(signal.SIGCONT)
         elif fault == "refuse":
@@ -393,7 +404,8 @@ class Haproxy:
 class Deployment:
     """Backends plus one target for one run; close() undoes everything made."""
 
-    def __init__(self, scenario, target: str, tools: dict, use_netns: bool):
+    def __init__(self, scenario, target: str, tools: dict, use_netns: bool,
+                 logs_dir: Path | None = None):
         self.workdir = Path(tempfile.mkdtemp(prefix=f"fulcrum-failover-{target}-"))
         self.backends: list[Backend] = []
         self.namespaces: list[Netns] = []
@@ -410,7 +422,7 @@ class Deployment:
             front = Fulcrum if target == "fulcrum" else Haproxy
             self.front = front(scenario, self.backends, self.workdir, tools)
         except BaseException:
-            self.close()
+            self.close(keep_logs_in=logs_dir)
             raise
 
     @property

@@ -97,7 +97,8 @@ async def _drive(s, dep, fault: str, t0_ns: int) -> tuple[load.LoadResult, int, 
 
 def run_one(s, target: str, fault: str, tools: dict, out_dir: Path, verbose: bool) -> dict:
     use_netns = any(f in scenario_mod.ROOT_FAULTS for f in s.faults)
-    dep = deploy.Deployment(s, target, tools, use_netns)
+    logs_dir = out_dir / "logs" / f"{target}-{fault}"
+    dep = deploy.Deployment(s, target, tools, use_netns, logs_dir)
     try:
         time.sleep(SETTLE_S)
         t0_ns = time.monotonic_ns() + 50_000_000
@@ -128,7 +129,7 @@ def run_one(s, target: str, fault: str, tools: dict, out_dir: Path, verbose: boo
         return {"target": target, "fault": fault, "timeline": timeline, "figures": figures,
                 "fulcrum_failovers": failovers}
     finally:
-        dep.close(keep_logs_in=out_dir / "logs" / f"{target}-{fault}")
+        dep.close(keep_logs_in=logs_dir)
 
 
 def main(argv: list[str]) -> int:
