@@ -85,17 +85,22 @@ class Proc:
                 self._cond.wait(left)
 
     def signal(self, signum: int):
+        """Signals the whole process group (the child leads its own session): PostgreSQL
+        serves each client from a process of its own, and a fault must reach them all."""
         if self.popen.poll() is None:
-            os.kill(self.popen.pid, signum)
+            try:
+                os.killpg(self.popen.pid, signum)
+            except ProcessLookupError:
+                pass
 
     def stop(self, timeout: float = 3.0):
         if self.popen.poll() is None:
             try:
-                os.kill(self.popen.pid, signal.SIGCONT)  # A hung backend cannot take SIGTERM.
-                os.kill(self.popen.pid, signal.SIGTERM)
+                os.killpg(self.popen.pid, signal.SIGCONT)  # A hung server cannot take SIGTERM.
+                os.killpg(self.popen.pid, signal.SIGTERM)
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.kill(self.popen.pid, signal.SIGKILL)
+                os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(timeout)
             except ProcessLookupError:
                 pass

@@ -73,15 +73,19 @@ async def _drive(s, dep, fault: str, t0_ns: int) -> tuple[load.LoadResult, int, 
     failed = dep.backends[s.fault_backend]
     loop = asyncio.get_running_loop()
 
+    def stamped(box, action, *args):
+        box[0] = time.monotonic_ns()
+        action(*args)
+
     async def inject():
         # Faults are applied from a thread so a slow kill or tc call does not stall the
-        # load's event loop; the stamp is taken right before the action.
+        # load's event loop; the stamp is taken in that thread right before the action, so
+        # a thread that waited for its turn does not make detection look faster.
         await asyncio.sleep((t0_ns + int(s.fault_at_s * 1e9) - time.monotonic_ns()) / 1e9)
-        fault_ns_box[0] = time.monotonic_ns()
-        await loop.run_in_executor(None, failed.apply, fault, s.slow_delay_s)
+        await loop.run_in_executor(None, stamped, fault_ns_box, failed.apply, fault,
+                                   s.slow_delay_s)
         await asyncio.sleep((t0_ns + int(s.heal_at_s * 1e9) - time.monotonic_ns()) / 1e9)
-        heal_ns_box[0] = time.monotonic_ns()
-        await loop.run_in_executor(None, failed.heal, fault)
+        await loop.run_in_executor(None, stamped, heal_ns_box, failed.heal, fault)
 
     if s.load == "tcp_rr":
         driver = load.tcp_rr(dep.vip, exchange_for(s, dep.backends), s.rate, s.clients,
