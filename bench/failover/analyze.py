@@ -65,6 +65,7 @@ def figures(scenario, target, samples, broken, lag_ns, t0_ns, end_ns, fault_ns, 
     failed_in_window = [s for s in window if s.outcome != "ok"]
     last_failure_end = max((s.end_ns for s in failed_in_window), default=None)
     first_failure = min((s.start_ns for s in failed_in_window), default=None)
+    last_failure_start = max((s.start_ns for s in failed_in_window), default=None)
     served_by_failed = [s for s in samples if s.outcome == "ok" and s.backend == failed]
     last_served_before_heal = max((s.start_ns for s in served_by_failed
                                    if fault_ns <= s.start_ns < heal_ns), default=None)
@@ -108,6 +109,7 @@ def figures(scenario, target, samples, broken, lag_ns, t0_ns, end_ns, fault_ns, 
         "failed_by_kind": dict(by_kind),
         "failed_connections": len(broken) if scenario.load == "tcp_stream" else len(failures),
         "first_failure_ms": _ms(fault_ns, first_failure),
+        "last_failure_start_ms": _ms(fault_ns, last_failure_start),
         "recovery_ms": _ms(fault_ns, last_failure_end) if last_failure_end else 0.0,
         "last_served_by_failed_ms": _ms(fault_ns, last_served_before_heal),
         "heal_to_up_ms": _ms(heal_ns, up_ns),

@@ -40,6 +40,7 @@ ROWS = [
     ("failed requests (after the fault)", "failed_requests", ""),
     ("failed connections", "failed_connections", ""),
     ("first failed request starts", "first_failure_ms", " ms"),
+    ("last failed request starts", "last_failure_start_ms", " ms"),
     ("full recovery (last failed request ends)", "recovery_ms", " ms"),
     ("last request served by the failed backend", "last_served_by_failed_ms", " ms"),
     ("share of flows (clients) that moved", "moved_share", ""),

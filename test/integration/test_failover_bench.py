@@ -90,11 +90,12 @@ def test_faults_look_as_they_should_to_clients():
         for fault in ("kill", "refuse"):
             fig = runs[(target, fault)]["figures"]
             assert fig["failed_by_kind"].get("timeout", 0) == 0, (target, fault, fig)
-        # Hang: the kernel still accepts, nobody answers; requests on b0 time out until the
-        # checks mark it down, and none after (allowing for the request timeout).
+        # Hang: the kernel still accepts, nobody answers; requests sent to b0 time out until
+        # the checks mark it down, and no request started after that fails (50 ms for a
+        # flow that loaded the pool just before the down was published).
         fig = runs[(target, "hang")]["figures"]
         assert fig["failed_by_kind"].get("timeout", 0) > 0, (target, fig)
-        assert fig["recovery_ms"] <= fig["detect_ms"] + 400 + 100, (target, fig)
+        assert fig["last_failure_start_ms"] <= fig["detect_ms"] + 50, (target, fig)
 
 
 def test_fulcrum_record_matches_the_clients():
