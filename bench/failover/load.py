@@ -1,7 +1,9 @@
 """Load drivers. Every exchange becomes one Sample stamped with CLOCK_MONOTONIC nanoseconds.
 
 tcp_rr: open loop at `rate` new connections per second, one request each, from `clients`
-  source addresses 127.0.1.1.. (so hashing pickers keep each client on one backend).
+  source addresses 127.0.1.1.. (so hashing pickers keep each client on one backend). With
+  demo or Redis backends it runs in fulcrum-failover-driver (C++, epoll and a timerfd),
+  whose timing holds on a busy machine; the asyncio version is the fallback.
 tcp_stream: `streams` long-lived connections, each doing request/response at rate/streams
   per second; a broken stream is recorded, then reconnects.
 udp_rr: `clients` UDP sockets, one request in flight each, at rate/clients per second.
@@ -98,6 +100,29 @@ async def tcp_rr(vip, exchange, rate: int, clients: int, timeout_s: float, t0_ns
         i += 1
     if tasks:
         await asyncio.wait(tasks)
+    return LoadResult(samples, lag, [])
+
+
+async def tcp_rr_native(driver: str, vip, proto: str, rate: int, clients: int,
+                        timeout_s: float, t0_ns: int, end_ns: int) -> LoadResult:
+    """tcp_rr through fulcrum-failover-driver (C++, epoll): the same schedule and samples,
+    but its timing holds when the machine is busy. proto: demo or redis."""
+    proc = await asyncio.create_subprocess_exec(
+        driver, "--target", f"{vip[0]}:{vip[1]}", "--rate", str(rate), "--clients",
+        str(clients), "--timeout-ms", str(int(timeout_s * 1000)), "--start-ns", str(t0_ns),
+        "--end-ns", str(end_ns), "--proto", proto,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{driver} exited {proc.returncode}: {err.decode().strip()}")
+    samples, lag = [], []
+    for line in out.decode().splitlines():
+        parts = line.split(" ")
+        if parts[0] == "S":
+            samples.append(Sample(int(parts[1]), int(parts[2]), int(parts[3]), parts[4],
+                                  "" if parts[5] == "-" else parts[5]))
+        elif parts[0] == "L":
+            lag.append(int(parts[1]))
     return LoadResult(samples, lag, [])
 
 

@@ -63,7 +63,7 @@ def _cell(fig: dict, key: str | None, unit: str, label: str) -> str:
     return f"{_fmt(fig['driver_lag_p99_ms'])} / {_fmt(fig['driver_lag_max_ms'])} ms"
 
 
-def markdown(scenario, runs: list[dict], plot_name: str) -> str:
+def markdown(scenario, runs: list[dict], plot_name: str, driver: str) -> str:
     s = scenario
     out = [f"# Failover bench: {s.name}", ""]
     if s.description:
@@ -78,6 +78,7 @@ def markdown(scenario, runs: list[dict], plot_name: str) -> str:
         f"fall {s.fall}, rise {s.rise}, passive_failures {s.passive_failures}",
         f"- fault on b{s.fault_backend} at {s.fault_at_s:g} s, healed at {s.heal_at_s:g} s, "
         f"run {s.duration_s:g} s; times below are from the fault (heal rows: from the heal)",
+        f"- load driver: {driver}",
         "", f"![timeline]({plot_name})", "",
     ]
     faults = list(dict.fromkeys(r["fault"] for r in runs))
@@ -246,15 +247,16 @@ def _nice(value: float) -> float:
     return value
 
 
-def write_all(out_dir: Path, scenario, runs: list[dict]) -> dict:
+def write_all(out_dir: Path, scenario, runs: list[dict], driver: str) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     for r in runs:
         write_csv(out_dir / f"timeline-{r['target']}-{r['fault']}.csv", r["timeline"])
     (out_dir / "failover.svg").write_text(svg(scenario, runs))
-    (out_dir / "report.md").write_text(markdown(scenario, runs, "failover.svg"))
+    (out_dir / "report.md").write_text(markdown(scenario, runs, "failover.svg", driver))
     doc = {
         "scenario": scenario.name,
         "scenario_file": str(scenario.path),
+        "driver": driver,
         "runs": [{"target": r["target"], "fault": r["fault"], "figures": r["figures"],
                   "fulcrum_failovers": r.get("fulcrum_failovers")} for r in runs],
     }

@@ -25,6 +25,7 @@ def find_tools(args) -> dict:
     tools = {
         "fulcrum": args.fulcrum or os.environ.get("FULCRUM_BIN", str(build / "fulcrum")),
         "demo": str(build / "bench" / "fulcrum-demo-backend"),
+        "driver": str(build / "bench" / "fulcrum-failover-driver"),
         "haproxy": shutil.which("haproxy") or "/usr/sbin/haproxy",
     }
     pg = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
@@ -67,7 +68,18 @@ def exchange_for(s, backends):
                              keep=s.load == "tcp_stream")
 
 
-async def _drive(s, dep, fault: str, t0_ns: int) -> tuple[load.LoadResult, int, int]:
+def native(tools) -> bool:
+    return os.access(tools["driver"], os.X_OK)
+
+
+def driver_name(s, tools) -> str:
+    if s.load == "tcp_rr" and s.backend_kind in ("demo", "redis") and native(tools):
+        return "fulcrum-failover-driver (C++, epoll)"
+    return "asyncio"
+
+
+async def _drive(s, dep, fault: str, t0_ns: int,
+                 tools: dict) -> tuple[load.LoadResult, int, int]:
     end_ns = t0_ns + int(s.duration_s * 1e9)
     fault_ns_box, heal_ns_box = [0], [0]
     failed = dep.backends[s.fault_backend]
@@ -87,7 +99,10 @@ async def _drive(s, dep, fault: str, t0_ns: int) -> tuple[load.LoadResult, int, 
         await asyncio.sleep((t0_ns + int(s.heal_at_s * 1e9) - time.monotonic_ns()) / 1e9)
         await loop.run_in_executor(None, stamped, heal_ns_box, failed.heal, fault)
 
-    if s.load == "tcp_rr":
+    if s.load == "tcp_rr" and s.backend_kind in ("demo", "redis") and native(tools):
+        driver = load.tcp_rr_native(tools["driver"], dep.vip, s.backend_kind, s.rate,
+                                    s.clients, s.request_timeout_s, t0_ns, end_ns)
+    elif s.load == "tcp_rr":
         driver = load.tcp_rr(dep.vip, exchange_for(s, dep.backends), s.rate, s.clients,
                              s.request_timeout_s, t0_ns, end_ns)
     elif s.load == "tcp_stream":
@@ -106,7 +121,7 @@ def run_one(s, target: str, fault: str, tools: dict, out_dir: Path, verbose: boo
     try:
         time.sleep(SETTLE_S)
         t0_ns = time.monotonic_ns() + 50_000_000
-        result, fault_ns, heal_ns = asyncio.run(_drive(s, dep, fault, t0_ns))
+        result, fault_ns, heal_ns = asyncio.run(_drive(s, dep, fault, t0_ns, tools))
         end_ns = t0_ns + int(s.duration_s * 1e9)
         failed = dep.backends[s.fault_backend]
         # Let the last up/down lines arrive before reading the events.
@@ -187,7 +202,7 @@ def main(argv: list[str]) -> int:
     for fault in s.faults:
         for target in s.targets:
             runs.append(run_one(s, target, fault, tools, out_dir, not args.quiet))
-    report.write_all(out_dir, s, runs)
+    report.write_all(out_dir, s, runs, driver_name(s, tools))
     if not args.quiet:
         print(f"report: {out_dir / 'report.md'}  plot: {out_dir / 'failover.svg'}  "
               f"json: {out_dir / 'report.json'}")

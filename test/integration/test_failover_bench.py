@@ -125,6 +125,7 @@ def test_fulcrum_record_matches_the_clients():
 
 def test_outputs_are_written():
     report, out = run_bench()
+    assert report["driver"].startswith("fulcrum-failover-driver"), report["driver"]
     with open(os.path.join(out, "timeline-fulcrum-hang.csv")) as f:
         rows = list(csv.DictReader(f))
     assert [int(r["t_ms"]) for r in rows[:3]] == [0, 10, 20]
