@@ -343,10 +343,15 @@ class Driver {
   }
 
   // Times out overdue requests (closed with a reset, so nothing lingers) and drops the
-  // finished ones.
+  // finished ones. An overdue request is read once more first: if this process was not
+  // scheduled for a while, its answer may be waiting in the socket, and it is not the
+  // balancer's fault that nobody read it.
   void expire(uint64_t now) {
     size_t kept = 0;
     for (auto& c : open_) {
+      if (c->fd >= 0 && now >= c->start_ns + o_.timeout_ns && c->connected) {
+        onEvent(c.get(), 0);
+      }
       if (c->fd >= 0 && now >= c->start_ns + o_.timeout_ns) {
         const linger abort{1, 0};
         ::setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
