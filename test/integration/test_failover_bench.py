@@ -30,20 +30,33 @@ def ms(text):
     return float(text[:-2]) if text.endswith("ms") else float(text[:-1]) * 1000
 
 
+MAX_LAG_MS = 20  # Two timeline bins.
+ATTEMPTS = 2
+
+
 def run_bench():
+    """Runs the scenario; a second time only if the machine starved the load driver (its
+    lag is measured, not guessed), since client-side figures from a starved driver say
+    more about the machine than about the balancer. The checks below see the last run."""
     if "report" in STATE:
         return STATE["report"], STATE["out"]
     require_tools("haproxy")
-    out = tmpdir("fulcrum-failover-bench-")
-    proc = subprocess.run([sys.executable, BENCH, "failover", SCENARIO, "-o", out,
-                           "--fulcrum", FULCRUM_BIN, "--build-dir", BUILD_DIR],
-                          capture_output=True, text=True, timeout=300)
-    print(proc.stdout, proc.stderr, flush=True)
-    assert proc.returncode == 0, f"bench exit {proc.returncode}"
-    with open(os.path.join(out, "report.json")) as f:
-        STATE["report"] = json.load(f)
-    STATE["out"] = out
-    return STATE["report"], out
+    for attempt in range(1, ATTEMPTS + 1):
+        out = tmpdir("fulcrum-failover-bench-")
+        proc = subprocess.run([sys.executable, BENCH, "failover", SCENARIO, "-o", out,
+                               "--fulcrum", FULCRUM_BIN, "--build-dir", BUILD_DIR],
+                              capture_output=True, text=True, timeout=300)
+        print(proc.stdout, proc.stderr, flush=True)
+        assert proc.returncode == 0, f"bench exit {proc.returncode}"
+        with open(os.path.join(out, "report.json")) as f:
+            report = json.load(f)
+        lags = [r["figures"]["driver_lag_p99_ms"] for r in report["runs"]]
+        if max(lags) < MAX_LAG_MS:
+            break
+        print(f"attempt {attempt}: load driver lag p99 up to {max(lags)} ms (machine busy)",
+              flush=True)
+    STATE["report"], STATE["out"] = report, out
+    return report, out
 
 
 def runs_by(report):
@@ -78,7 +91,7 @@ def test_every_run_detects_within_the_bound():
         assert fig["only_failed_moved"] is True, f"{key}: {fig}"
         # Samples carry their actual send times, so lag shifts load rather than blurring
         # the timeline; beyond two bins the load would no longer be steady.
-        assert fig["driver_lag_p99_ms"] < 20, f"{key}: driver fell behind: {fig}"
+        assert fig["driver_lag_p99_ms"] < MAX_LAG_MS, f"{key}: driver fell behind: {fig}"
 
 
 def test_faults_look_as_they_should_to_clients():
