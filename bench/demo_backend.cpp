@@ -14,6 +14,9 @@
 // Port 0 asks the kernel for a port; the ready line printed on stdout gives the real addresses:
 //   demo backend NAME listening tcp=127.0.0.1:40213,[::1]:40214 udp=127.0.0.1:40215
 // ("-" when a protocol has no address). SIGTERM and SIGINT close everything and exit 0.
+// SIGUSR1 closes the TCP listeners but keeps open connections (new connects are refused, as
+// when a server stops accepting); SIGUSR2 listens again on the same addresses. The failover
+// bench uses the pair for its "refuse" fault.
 //
 // Peers are untrusted: input never crashes the server, and each connection buffers at most
 // kMaxBufferedBytes of unprocessed input and kMaxQueuedWriteBytes of unsent output (reading
@@ -195,6 +198,8 @@ class Server {
                           unsigned flags);
   static void signal_cb(uv_signal_t* handle, int signum);
 
+  void closeListeners();
+  void reopenListeners();
   void onConnection(uv_stream_t* listener, int status);
 
   std::string httpResponse(std::string_view connection, bool with_body) const {
@@ -214,7 +219,10 @@ class Server {
   std::string udp_reply_;
   std::vector<std::unique_ptr<uv_tcp_t>> tcp_listeners_;
   std::vector<std::unique_ptr<uv_udp_t>> udp_sockets_;
-  std::array<uv_signal_t, 2> signals_{};
+  std::array<uv_signal_t, 4> signals_{};
+  std::vector<sockaddr_storage> tcp_bound_;  // Where each TCP listener is bound.
+  // Listeners closed by SIGUSR1; kept until exit because uv_close finishes asynchronously.
+  std::vector<std::unique_ptr<uv_tcp_t>> closed_listeners_;
   std::unordered_set<Conn*> conns_;
   bool stopping_ = false;
 };
@@ -469,7 +477,39 @@ std::string Server::listenTcp(const sockaddr_storage& addr) {
   sockaddr_storage bound{};
   int len = sizeof(bound);
   uv_tcp_getsockname(handle, reinterpret_cast<sockaddr*>(&bound), &len);
+  tcp_bound_.push_back(bound);
   return formatAddress(bound);
+}
+
+void Server::closeListeners() {
+  if (stopping_ || tcp_listeners_.empty()) {
+    return;
+  }
+  for (auto& tcp : tcp_listeners_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(tcp.get()), nullptr);
+    closed_listeners_.push_back(std::move(tcp));
+  }
+  tcp_listeners_.clear();
+  fmt::print("demo backend {} listeners closed\n", name_);
+  std::fflush(stdout);
+}
+
+void Server::reopenListeners() {
+  if (stopping_ || !tcp_listeners_.empty()) {
+    return;
+  }
+  const std::vector<sockaddr_storage> addresses = std::move(tcp_bound_);
+  tcp_bound_.clear();
+  for (const sockaddr_storage& addr : addresses) {
+    try {
+      listenTcp(addr);
+    } catch (const std::exception& e) {
+      // The port was taken meanwhile: say so and keep serving what is still open.
+      fmt::print(stderr, "demo backend {}: {}\n", name_, e.what());
+    }
+  }
+  fmt::print("demo backend {} listeners open\n", name_);
+  std::fflush(stdout);
 }
 
 std::string Server::bindUdp(const sockaddr_storage& addr) {
@@ -495,7 +535,7 @@ std::string Server::bindUdp(const sockaddr_storage& addr) {
 }
 
 void Server::watchSignals() {
-  const int signums[] = {SIGTERM, SIGINT};
+  const int signums[] = {SIGTERM, SIGINT, SIGUSR1, SIGUSR2};
   for (size_t i = 0; i < signals_.size(); ++i) {
     uv_signal_init(loop_, &signals_[i]);
     signals_[i].data = this;
@@ -559,8 +599,17 @@ void Server::udp_recv_cb(uv_udp_t* udp, ssize_t nread, const uv_buf_t* /*buf*/,
   uv_udp_try_send(udp, &reply, 1, addr);
 }
 
-void Server::signal_cb(uv_signal_t* handle, int /*signum*/) {
-  static_cast<Server*>(handle->data)->stop();
+void Server::signal_cb(uv_signal_t* handle, int signum) {
+  auto* server = static_cast<Server*>(handle->data);
+  if (signum == SIGUSR1) {
+    server->closeListeners();
+    return;
+  }
+  if (signum == SIGUSR2) {
+    server->reopenListeners();
+    return;
+  }
+  server->stop();
 }
 
 std::string joinOrDash(const std::vector<std::string>& items) {

@@ -10,6 +10,9 @@ packages=(
   # Real servers and clients the tests and demos start.
   python3 redis-server redis-tools nginx libnginx-mod-stream wrk curl netcat-openbsd procps iproute2
   nsd bind9-dnsutils dnsperf systemd prometheus chromium
+  # The failover bench: HAProxy for the side-by-side comparison (its CI test runs it),
+  # PostgreSQL for the shipped postgres-primary scenario.
+  haproxy postgresql
 )
 
 missing=()

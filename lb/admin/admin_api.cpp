@@ -19,7 +19,7 @@ namespace {
 using json = nlohmann::ordered_json;
 
 constexpr std::string_view kRoutes =
-    "GET /, GET /metrics, GET /api/v1/status, GET /api/v1/pools/{pool}, "
+    "GET /, GET /metrics, GET /api/v1/status, GET /api/v1/failovers, GET /api/v1/pools/{pool}, "
     "GET /api/v1/pools/{pool}/backends/{backend}, "
     "POST /api/v1/pools/{pool}/backends/{backend}/drain|disable|enable, "
     "PUT /api/v1/pools/{pool}/backends/{backend}/weight, POST /api/v1/reload";
@@ -405,6 +405,12 @@ Response AdminApi::route(const Request& request) const {
       return methodNotAllowed(request, "GET, HEAD");
     }
     return jsonResponse(statusJson(hooks_.view()));
+  }
+  if (parts.size() == 3 && parts[2] == "failovers") {
+    if (!get) {
+      return methodNotAllowed(request, "GET, HEAD");
+    }
+    return jsonResponse(failoversJson(hooks_.view()));
   }
   if (parts[2] != "pools" || parts.size() == 3 || parts.size() == 5 || parts.size() > 7 ||
       (parts.size() >= 5 && parts[4] != "backends")) {

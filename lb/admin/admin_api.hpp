@@ -8,6 +8,7 @@
 //   GET  /                                              status page (HTML)
 //   GET  /metrics                                       Prometheus text
 //   GET  /api/v1/status                                 everything, as JSON
+//   GET  /api/v1/failovers                              failover records, as JSON
 //   GET  /api/v1/pools/{pool}                           one pool
 //   GET  /api/v1/pools/{pool}/backends/{backend}        one backend
 //   POST /api/v1/pools/{pool}/backends/{backend}/drain|disable|enable

@@ -60,6 +60,23 @@ class Writer {
     sample(fmt::format("{}_count", name), {a, b}, cumulative);
   }
 
+  // The same for a failover histogram, labelled by pool only.
+  void failoverHistogram(std::string_view name, const Label& pool,
+                         const health::FailoverHistogram& h) {
+    uint64_t cumulative = 0;
+    const std::string bucket = fmt::format("{}_bucket", name);
+    for (size_t i = 0; i < health::kFailoverBucketsUs.size(); ++i) {
+      cumulative += h.counts[i];
+      const std::string le =
+          fmt::format("{}", static_cast<double>(health::kFailoverBucketsUs[i]) / 1e6);
+      sample(bucket, {pool, {"le", le}}, cumulative);
+    }
+    cumulative += h.counts[health::kFailoverBucketsUs.size()];
+    sample(bucket, {pool, {"le", "+Inf"}}, cumulative);
+    sampleDouble(fmt::format("{}_sum", name), {pool}, static_cast<double>(h.sum_us) / 1e6);
+    sample(fmt::format("{}_count", name), {pool}, cumulative);
+  }
+
   std::string take() { return std::move(out_); }
 
  private:
@@ -224,6 +241,20 @@ void writePools(Writer& w, const StatusView& view) {
            "enabled backend.");
   for (const health::PoolStatus& pool : view.pools) {
     w.sample("fulcrum_pool_all_down_fallback", {{"pool", pool.name}}, pool.fallback ? 1 : 0);
+  }
+  w.family("fulcrum_failover_detection_seconds", "histogram",
+           "Per backend that went down: time from the first failed signal (probe or connect) "
+           "to the backend being marked down.");
+  for (const health::PoolStatus& pool : view.pools) {
+    w.failoverHistogram("fulcrum_failover_detection_seconds", {"pool", pool.name},
+                        pool.failover.detection);
+  }
+  w.family("fulcrum_failover_reroute_seconds", "histogram",
+           "Per backend that went down: time from the down to the first new flow the pool "
+           "sent elsewhere (observed when the admin endpoint is read or the backend returns).");
+  for (const health::PoolStatus& pool : view.pools) {
+    w.failoverHistogram("fulcrum_failover_reroute_seconds", {"pool", pool.name},
+                        pool.failover.reroute);
   }
 }
 

@@ -1,5 +1,6 @@
 #include "admin/status_json.hpp"
 
+#include <algorithm>
 #include <atomic>
 
 namespace fulcrum::admin {
@@ -68,7 +69,67 @@ json probeJson(const health::ProbeRecord& probe) {
   };
 }
 
+// Milliseconds from a to b, or null while b is not known.
+json spanMs(uint64_t a, uint64_t b) {
+  if (a == 0 || b == 0) {
+    return nullptr;
+  }
+  return b >= a ? static_cast<double>(b - a) / 1e6 : -static_cast<double>(a - b) / 1e6;
+}
+
+json failoverJson(const health::FailoverRecord& r, int64_t unix_offset_ms) {
+  json out = {
+      {"id", r.id},
+      {"pool", r.pool},
+      {"backend", r.backend},
+      {"reason", r.reason},
+      {"signal", r.signal},
+      {"detail", r.detail},
+      {"sessions_at_down", r.sessions_at_down},
+      {"sessions_action", r.sessions_action},
+      {"up_reason", r.up_reason.empty() ? json(nullptr) : json(r.up_reason)},
+  };
+  const std::pair<const char*, uint64_t> stamps[] = {
+      {"first_signal", r.first_signal_ns}, {"down", r.down_ns},
+      {"last_flow", r.last_flow_ns},       {"first_moved", r.first_moved_ns},
+      {"up", r.up_ns},
+  };
+  for (const auto& [name, ns] : stamps) {
+    out[fmt::format("{}_mono_ns", name)] = ns == 0 ? json(nullptr) : json(ns);
+    out[fmt::format("{}_unix_ms", name)] =
+        ns == 0 ? json(nullptr) : json(static_cast<int64_t>(ns / 1'000'000) + unix_offset_ms);
+  }
+  out["detection_ms"] = spanMs(r.first_signal_ns, r.down_ns);
+  out["reroute_ms"] = spanMs(r.down_ns, r.first_moved_ns);
+  out["down_for_ms"] = spanMs(r.down_ns, r.up_ns);
+  return out;
+}
+
 }  // namespace
+
+json failoversJson(const StatusView& view) {
+  const int64_t offset = health::monotonicToUnixMsOffset();
+  std::vector<const health::FailoverRecord*> records;
+  for (const health::PoolStatus& pool : view.pools) {
+    for (const health::BackendStatus& backend : pool.backends) {
+      for (const health::FailoverRecord& record : backend.failovers) {
+        records.push_back(&record);
+      }
+    }
+  }
+  std::sort(records.begin(), records.end(),
+            [](const auto* a, const auto* b) { return a->id < b->id; });
+  json list = json::array();
+  for (const health::FailoverRecord* record : records) {
+    list.push_back(failoverJson(*record, offset));
+  }
+  const uint64_t now = pool::monotonicNs();
+  return {
+      {"now_mono_ns", now},
+      {"now_unix_ms", static_cast<int64_t>(now / 1'000'000) + offset},
+      {"failovers", std::move(list)},
+  };
+}
 
 json backendJson(const health::BackendStatus& backend) {
   json out = {

@@ -177,6 +177,13 @@ void Checker::onResult(Entry& entry, const ProbeResult& result) {
   }
   entry.recent_next = (entry.recent_next + 1) % kRecentProbes;
 
+  if (result.ok) {
+    entry.probe_fail_ns = 0;
+  } else if (entry.health_up && entry.probe_fail_ns == 0) {
+    entry.probe_fail_ns = pool::monotonicNs();
+  }
+  const uint32_t sessions = backend.stats->active.load(std::memory_order_relaxed);
+
   const Tracker::Verdict verdict = entry.tracker.record(result.ok);
   const char* check = toString(entry.config->health.type);
   spdlog::debug("health probe pool={} backend={} check={} ok={} detail={} latency_ms={}",
@@ -186,6 +193,7 @@ void Checker::onResult(Entry& entry, const ProbeResult& result) {
   // Each transition is published before it is logged: once the line is out, no new flow
   // picks the backend (flows picked just before may still be connecting).
   if (verdict == Tracker::Verdict::WentUp) {
+    closeFailover(entry, "probe");
     applyHealth(entry, true, false, /*ramp=*/!first);
     spdlog::info("backend up pool={} backend={} reason={} check={} detail={} latency_ms={} "
                  "passes={}",
@@ -193,6 +201,7 @@ void Checker::onResult(Entry& entry, const ProbeResult& result) {
                  result.detail, result.latency.count(), entry.tracker.passes());
   } else if (verdict == Tracker::Verdict::WentDown) {
     applyHealth(entry, false, true, false);
+    openFailover(entry, "probe", entry.probe_fail_ns, "probe", result.detail, sessions);
     spdlog::warn("backend down pool={} backend={} reason=probe check={} detail={} latency_ms={} "
                  "failures={}",
                  entry.pool->name(), backend.key, check, result.detail, result.latency.count(),
@@ -269,7 +278,17 @@ void Checker::onPassiveReports() {
     entry.tracker.forceDown();
     stats.passive_downs_total.fetch_add(1, std::memory_order_relaxed);
     const HealthCheckConfig& health = entry.config->health;
+    // The earlier of the two signals: a probe may have failed before connects started to.
+    uint64_t signal_ns = stats.first_failure_ns.load(std::memory_order_relaxed);
+    const char* signal = "passive";
+    if (signal_ns == 0 || (entry.probe_fail_ns != 0 && entry.probe_fail_ns < signal_ns)) {
+      signal_ns = entry.probe_fail_ns;
+      signal = "probe";
+    }
+    const uint32_t sessions = stats.active.load(std::memory_order_relaxed);
     applyHealth(entry, false, true, false);
+    openFailover(entry, "passive", signal_ns, signal, fmt::format("failures={}", failures),
+                 sessions);
     if (entry.probe) {
       spdlog::warn("backend down pool={} backend={} reason=passive failures={} "
                    "recovery=probe rise={}",
@@ -296,6 +315,7 @@ void Checker::onCooldownOver(Entry& entry) {
   entry.cooling_down = false;
   entry.tracker.forceUp();
   pool::Backend& backend = entry.pool->backends()[entry.index];
+  closeFailover(entry, "passive_cooldown");
   applyHealth(entry, true, false, true);
   spdlog::info("backend up pool={} backend={} reason=passive_cooldown cooldown_ms={}",
                entry.pool->name(), backend.key, entry.config->health.passive_cooldown.count());
@@ -333,6 +353,19 @@ void Checker::applyHealth(Entry& entry, bool up, bool went_down, bool ramp) {
 void Checker::publish(pool::Pool& pool) {
   pool.rebuild();
   const auto snapshot = pool.snapshot();
+  // A failover whose down snapshot served no flow before being replaced would never learn
+  // its first moved flow; the replacement takes over while the backend stays out of it.
+  for (const auto& entry : entries_) {
+    if (entry->pool != &pool) {
+      continue;
+    }
+    for (FailoverRecord& record : entry->failovers) {
+      if (record.down_snapshot && record.down_snapshot->firstPickNs() == 0 &&
+          snapshot->backends()[entry->index].state != pool::BackendState::Up) {
+        record.down_snapshot = snapshot;
+      }
+    }
+  }
   for (size_t p = 0; p < pools_.size(); ++p) {
     if (pools_[p] != &pool) {
       continue;
@@ -353,6 +386,72 @@ void Checker::publish(pool::Pool& pool) {
     }
     pool_up_[p] = up;
   }
+}
+
+void Checker::openFailover(Entry& entry, const char* reason, uint64_t first_signal_ns,
+                           const char* signal, std::string detail, uint32_t sessions) {
+  if (!entry.failovers.empty() && entry.failovers.back().up_ns == 0) {
+    // Already out (an operator drained it, then its checks failed too): one record covers
+    // the whole absence.
+    return;
+  }
+  const uint64_t now = pool::monotonicNs();
+  const pool::Backend& backend = entry.pool->backends()[entry.index];
+  FailoverRecord record;
+  record.id = next_failover_id_++;
+  record.pool = entry.pool->name();
+  record.backend = backend.key;
+  record.reason = reason;
+  // No stamp means the down came without an earlier failure we saw (fall = 1 and the
+  // failing probe is the down itself): the signal and the down are one moment.
+  record.first_signal_ns = first_signal_ns != 0 && first_signal_ns <= now ? first_signal_ns : now;
+  record.signal = signal;
+  record.detail = std::move(detail);
+  record.down_ns = now;
+  record.last_flow_ns = backend.stats->last_pick_ns.load(std::memory_order_relaxed);
+  record.sessions_at_down = sessions;
+  record.sessions_action = entry.pool->config().on_down == OnDown::Close ? "closed" : "left";
+  record.down_snapshot = entry.pool->snapshot();
+
+  if (record.reason != "admin") {
+    histogramsFor(record.pool).detection.record((record.down_ns - record.first_signal_ns) / 1000);
+  }
+  if (entry.failovers.size() >= kFailoverRecords) {
+    entry.failovers.erase(entry.failovers.begin());
+  }
+  entry.failovers.push_back(std::move(record));
+  entry.probe_fail_ns = 0;
+}
+
+void Checker::closeFailover(Entry& entry, const char* reason) {
+  settleFailovers(entry);
+  if (entry.failovers.empty() || entry.failovers.back().up_ns != 0) {
+    return;
+  }
+  FailoverRecord& record = entry.failovers.back();
+  record.up_ns = pool::monotonicNs();
+  record.up_reason = reason;
+  // Never moved (no new flow while it was down): nothing to wait for any more.
+  record.down_snapshot.reset();
+}
+
+void Checker::settleFailovers(const Entry& entry) const {
+  const pool::BackendStats& stats = *entry.pool->backends()[entry.index].stats;
+  for (FailoverRecord& record : entry.failovers) {
+    const int64_t reroute_us = settleFailover(record, stats);
+    if (reroute_us >= 0) {
+      histogramsFor(record.pool).reroute.record(static_cast<uint64_t>(reroute_us));
+    }
+  }
+}
+
+FailoverHistograms& Checker::histogramsFor(const std::string& pool) const {
+  for (auto& [name, histograms] : failover_histograms_) {
+    if (name == pool) {
+      return histograms;
+    }
+  }
+  return failover_histograms_.emplace_back(pool, FailoverHistograms{}).second;
 }
 
 // Pool-level lines follow the backend line that caused them.
@@ -461,8 +560,18 @@ std::string Checker::setAdminState(std::string_view pool, std::string_view backe
       uv_timer_start(&entry->timer, onTimer_cb, 0, 0);
     }
   }
+  const bool was_serving = b.state == pool::BackendState::Up;
+  const uint32_t sessions = b.stats->active.load(std::memory_order_relaxed);
   b.state = combine(entry->admin, entry->health_up);
+  // An operator taking a serving backend out is a failover too (planned, so it counts in
+  // no detection histogram); putting it back closes the record.
+  if (state == AdminState::Enabled && entry->health_up) {
+    closeFailover(*entry, "admin");
+  }
   publish(*entry->pool);
+  if (was_serving && state != AdminState::Enabled) {
+    openFailover(*entry, "admin", 0, "admin", toString(state), sessions);
+  }
   flushLogs();
   return {};
 }
@@ -527,9 +636,15 @@ std::vector<PoolStatus> Checker::status() const {
                               : (entry->recent_next + i) % kRecentProbes;
         bs.recent.push_back(entry->recent[at]);
       }
+      settleFailovers(*entry);
+      for (const FailoverRecord& record : entry->failovers) {
+        bs.failovers.push_back(record);
+        bs.failovers.back().down_snapshot.reset();
+      }
       bs.stats = b.stats;
       ps.backends.push_back(std::move(bs));
     }
+    ps.failover = histogramsFor(ps.name);
     out.push_back(std::move(ps));
   }
   return out;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "fulcrum/log.hpp"
+#include "health/failover.hpp"
 #include "health/probe.hpp"
 #include "health/tracker.hpp"
 #include "pool/pool.hpp"
@@ -46,6 +47,7 @@ struct BackendStatus {
   uint32_t effective_weight = 1;  // What pickers use now, in the weight's own units.
   bool slow_starting = false;
   std::vector<ProbeRecord> recent;  // Oldest first, at most kRecentProbes.
+  std::vector<FailoverRecord> failovers;  // Oldest first, at most kFailoverRecords.
   std::shared_ptr<pool::BackendStats> stats;
 };
 
@@ -56,9 +58,12 @@ struct PoolStatus {
   uint32_t up = 0;
   bool fallback = false;  // all_down = "all" is in effect.
   std::vector<BackendStatus> backends;
+  FailoverHistograms failover;
 };
 
 inline constexpr size_t kRecentProbes = 10;
+// Failover records kept per backend; older ones are dropped.
+inline constexpr size_t kFailoverRecords = 8;
 
 class Checker {
  public:
@@ -85,7 +90,8 @@ class Checker {
   std::string setAdminState(std::string_view pool, std::string_view backend, AdminState state);
   std::string setWeight(std::string_view pool, std::string_view backend, uint32_t weight);
 
-  // A copy of every pool's and backend's state, for status pages and metrics.
+  // A copy of every pool's and backend's state, for status pages and metrics. Settles the
+  // failover records first (see settleFailover), which is why their storage is mutable.
   std::vector<PoolStatus> status() const;
 
   // After a config reload updated the pools in place (Pool::update): matches backends by
@@ -113,6 +119,10 @@ class Checker {
     uint64_t up_since_ms = 0;   // Start of the slow-start ramp; 0 = no ramp.
     uint64_t probe_started_ms = 0;
     ProbeResult last;
+    // When the first failed probe of the current run arrived while up (monotonicNs(); 0 =
+    // the last probe passed): the probe side of a failover's first signal.
+    uint64_t probe_fail_ns = 0;
+    mutable std::vector<FailoverRecord> failovers;  // Oldest first.
   };
 
   static void onTimer_cb(uv_timer_t* handle);
@@ -128,6 +138,13 @@ class Checker {
   // publishes the rebuilt snapshot; went_down triggers on_down = "close", ramp starts slow
   // start for a backend coming back.
   void applyHealth(Entry& entry, bool up, bool went_down, bool ramp);
+  // Failover records: opened right after a down (health, or an operator's drain or disable of
+  // a serving backend) was published, closed just before the up is; at most one is open.
+  void openFailover(Entry& entry, const char* reason, uint64_t first_signal_ns,
+                    const char* signal, std::string detail, uint32_t sessions);
+  void closeFailover(Entry& entry, const char* reason);
+  void settleFailovers(const Entry& entry) const;
+  FailoverHistograms& histogramsFor(const std::string& pool) const;
   void publish(pool::Pool& pool);
   bool updateRamps();
   void firstResultSeen(Entry& entry);
@@ -154,6 +171,9 @@ class Checker {
   bool closed_ = false;
   size_t first_pending_ = 0;
   std::minstd_rand rng_;
+  uint64_t next_failover_id_ = 1;
+  // Per pool name, kept across reloads; mutable for the same reason as Entry::failovers.
+  mutable std::vector<std::pair<std::string, FailoverHistograms>> failover_histograms_;
 };
 
 }  // namespace fulcrum::health

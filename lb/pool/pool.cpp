@@ -98,11 +98,23 @@ uint32_t PoolSnapshot::pickFromTier(const Tier& tier, uint64_t flow_hash,
 }
 
 uint32_t PoolSnapshot::pick(uint64_t flow_hash, std::span<const uint8_t> tried) const {
-  const uint32_t chosen = pickFromTier(primary_, flow_hash, tried);
-  if (chosen != kNoBackend) {
-    return chosen;
+  uint32_t chosen = pickFromTier(primary_, flow_hash, tried);
+  if (chosen == kNoBackend) {
+    chosen = pickFromTier(backup_, flow_hash, tried);
   }
-  return pickFromTier(backup_, flow_hash, tried);
+  if (chosen == kNoBackend) {
+    return kNoBackend;
+  }
+
+  const uint64_t now = monotonicNs();
+  backends_[chosen].stats->last_pick_ns.store(now, std::memory_order_relaxed);
+  // Only the first pick writes: a load first, so the steady state never takes the cache line
+  // exclusively for a compare-exchange.
+  if (first_pick_ns_.load(std::memory_order_relaxed) == 0) {
+    uint64_t none = 0;
+    first_pick_ns_.compare_exchange_strong(none, now, std::memory_order_relaxed);
+  }
+  return chosen;
 }
 
 namespace {
@@ -167,6 +179,9 @@ void Pool::rebuild() {
 
 void Pool::reportFailure(BackendStats& stats) const {
   const uint32_t failures = stats.consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (failures == 1) {
+    stats.first_failure_ns.store(monotonicNs(), std::memory_order_relaxed);
+  }
   const uint32_t threshold = passive_threshold_.load(std::memory_order_relaxed);
   if (threshold == 0 || failures < threshold || !notify_) {
     return;

@@ -5,6 +5,8 @@
 // load the current snapshot once per new flow and never lock. Per-backend counters live in
 // BackendStats objects that outlive snapshots, so a rebuilt snapshot keeps its counters.
 
+#include <time.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -19,6 +21,16 @@
 #include "pool/latency_histogram.hpp"
 
 namespace fulcrum::pool {
+
+// CLOCK_MONOTONIC in nanoseconds: the clock of every failover timestamp, chosen because it is
+// what clients on the same host read too (Python's time.monotonic_ns(), clock_gettime), so a
+// bench can lay Fulcrum's record over its own timeline without converting. Served from the
+// vDSO, so cheap enough to read once per new flow.
+inline uint64_t monotonicNs() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 // Counters one backend accumulates across all workers; relaxed atomics, read by the control
 // plane for logs and (later) metrics.
@@ -41,6 +53,11 @@ struct BackendStats {
   // Set by the data plane when consecutive_failures reaches the pool's threshold; taken by
   // the control plane, which marks the backend down.
   std::atomic<bool> passive_down_pending{false};
+  // Failover record stamps (monotonicNs(), 0 = never), written by workers with relaxed
+  // stores: when a flow was last picked for this backend, and when the current run of
+  // consecutive_failures began (cleared with it on success).
+  std::atomic<uint64_t> last_pick_ns{0};
+  std::atomic<uint64_t> first_failure_ns{0};
   // Bumped by the control plane when the backend goes down under on_down = "close". A session
   // remembers the value at its pick; a worker told to close sessions of downed backends closes
   // each session whose backend's generation moved past the remembered one.
@@ -82,7 +99,8 @@ class PoolSnapshot {
   //
   // Chooses a backend for a flow. tried has one entry per backend (or is empty); nonzero
   // entries are skipped. Primaries are preferred; backups are used only when no primary
-  // can take the flow. Thread-safe, no allocation.
+  // can take the flow. Thread-safe, no allocation. Stamps the chosen backend's last_pick_ns
+  // and this snapshot's first pick (one clock read and relaxed stores).
   uint32_t pick(uint64_t flow_hash, std::span<const uint8_t> tried) const;
 
   const std::vector<Backend>& backends() const { return backends_; }
@@ -93,6 +111,10 @@ class PoolSnapshot {
   ProxyProtocol proxyProtocol() const { return proxy_protocol_; }
   uint32_t upCount() const { return up_count_; }
   bool fallback() const { return fallback_; }
+  // When the first flow was picked from this snapshot (monotonicNs(), 0 = none yet). For
+  // the snapshot published when a backend went down, that is the first flow that went
+  // elsewhere instead: the failover record's "first flow moved".
+  uint64_t firstPickNs() const { return first_pick_ns_.load(std::memory_order_relaxed); }
 
  private:
   // One picker over a subset (primaries or backups); indices_ maps its candidate index to
@@ -115,6 +137,8 @@ class PoolSnapshot {
   Tier backup_;
   uint32_t up_count_ = 0;
   bool fallback_ = false;
+  // Written once by whichever worker picks first; see firstPickNs().
+  mutable std::atomic<uint64_t> first_pick_ns_{0};
 };
 
 // A named pool: the currently published snapshot plus the once-per-transition state used to
@@ -143,6 +167,7 @@ class Pool {
   void reportSuccess(BackendStats& stats) const {
     if (stats.consecutive_failures.load(std::memory_order_relaxed) != 0) {
       stats.consecutive_failures.store(0, std::memory_order_relaxed);
+      stats.first_failure_ns.store(0, std::memory_order_relaxed);
     }
   }
 

@@ -1,0 +1,1 @@
+"""The failover bench behind `bench/fulcrum-bench failover`."""
