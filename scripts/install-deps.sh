@@ -10,6 +10,9 @@ packages=(
   # Real servers and clients the tests and demos start.
   python3 redis-server redis-tools nginx libnginx-mod-stream wrk curl netcat-openbsd procps iproute2
   nsd bind9-dnsutils dnsperf systemd prometheus chromium
+  # Peers and load tools of bench/compare_peers.py (and its smoke test); profilers for the
+  # data-path work it guides.
+  haproxy iperf3 linux-perf valgrind
 )
 
 missing=()
