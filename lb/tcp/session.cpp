@@ -359,8 +359,13 @@ void Session::onBackendPoll(int status, int events) {
   }
 
   if (!connected_) {
-    // libuv reports a failed connect as UV_EBADF (it sees POLLERR); the real reason is in
-    // SO_ERROR.
+    // Writable without an error is a finished connect; asking SO_ERROR would cost a
+    // syscall per connection for nothing.
+    if (status == 0) {
+      onConnected();
+      return;
+    }
+    // A failed connect shows as an error (UV_EBADF); the real reason is in SO_ERROR.
     int error = 0;
     socklen_t len = sizeof(error);
     if (::getsockopt(backend_fd_, SOL_SOCKET, SO_ERROR, &error, &len) != 0) {
@@ -564,8 +569,14 @@ void Session::passEof(Direction& dir) {
   if (dir.hasParked() || dir.dst_shut) {
     return;
   }
-  // ENOTCONN here means the peer is already gone; the other direction will notice.
-  ::shutdown(*dir.dst, SHUT_WR);
+  // When the other direction is finished too, the session closes right after this (see
+  // afterIo) and close() sends the same FIN, as everything was read from this socket: the
+  // shutdown() would be a wasted syscall.
+  const Direction& other = &dir == &up_ ? down_ : up_;
+  if (!other.finished()) {
+    // ENOTCONN here means the peer is already gone; the other direction will notice.
+    ::shutdown(*dir.dst, SHUT_WR);
+  }
   dir.dst_shut = true;
 }
 
