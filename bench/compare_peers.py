@@ -18,6 +18,7 @@ import platform
 import re
 import select
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -191,7 +192,8 @@ def render_peer_config(template, listen_ports, backend_ports, workdir):
     return re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], text)
 
 
-def start_config_peer(name, template, command, backend_ports, tcp_only=False):
+def start_config_peer(name, template, command, backend_ports, tcp_only=False,
+                      stop_signal=signal.SIGTERM):
     """HAProxy or nginx: neither reports kernel-chosen ports, so take free ones and retry when
     one was lost to a race."""
     from fulcrum_it import free_port, free_port_tcp_and_udp, spawn, stop, tmpdir, wait_port
@@ -212,7 +214,8 @@ def start_config_peer(name, template, command, backend_ports, tcp_only=False):
             if proc.poll() is None:
                 if tcp_only:
                     ports.pop("udp")
-                return Peer(name, proc.pid, ports, proc, lambda p=proc: stop(p))
+                return Peer(name, proc.pid, ports, proc,
+                            lambda p=proc: stop(p, stop_signal))
         except TimeoutError:
             pass
         with open(log, errors="replace") as f:
@@ -222,9 +225,10 @@ def start_config_peer(name, template, command, backend_ports, tcp_only=False):
 
 
 def start_haproxy(backend_ports):
+    # SIGUSR1 is HAProxy's graceful stop (exit 0); SIGTERM makes it die of the signal.
     return start_config_peer("haproxy", "haproxy.cfg",
                              lambda conf, d: ["haproxy", "-db", "-f", conf], backend_ports,
-                             tcp_only=True)
+                             tcp_only=True, stop_signal=signal.SIGUSR1)
 
 
 def start_nginx(backend_ports):
@@ -480,7 +484,7 @@ def main():
 
     text = report(args, bench.samples, load_before, load_after, started, versions())
     print(text)
-    print(f"\nproxy exit codes after SIGTERM: {exit_codes}")
+    print(f"\nproxy exit codes after stopping (SIGTERM; HAProxy SIGUSR1): {exit_codes}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"samples": [{"metric": m, "peer": p, "values": v}
