@@ -10,9 +10,10 @@ packages=(
   # Real servers and clients the tests and demos start.
   python3 redis-server redis-tools nginx libnginx-mod-stream wrk curl netcat-openbsd procps iproute2
   nsd bind9-dnsutils dnsperf systemd prometheus chromium
-  # The failover bench: HAProxy for the side-by-side comparison (its CI test runs it),
-  # PostgreSQL for the shipped postgres-primary scenario.
-  haproxy postgresql
+  # Benchmarks: HAProxy and iperf3 as peers and load (bench/compare_peers.py and the failover
+  # bench, both run in CI), PostgreSQL for the postgres-primary failover scenario, and the
+  # profilers that guide data-path work.
+  haproxy iperf3 postgresql linux-perf valgrind
 )
 
 missing=()

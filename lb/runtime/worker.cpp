@@ -17,6 +17,7 @@ Worker::Worker(unsigned id, std::vector<ListenSocket> sockets)
   uv_loop_init(&loop_);
   uv_async_init(&loop_, &async_, onAsync_cb);
   async_.data = this;
+  io_set_.open(&loop_);
   // Acceptors (and the descriptors they hold in reserve) exist before start() returns, so
   // the process's descriptor count is settled once listeners are announced.
   for (const ListenSocket& socket : sockets_) {
@@ -39,6 +40,7 @@ Worker::~Worker() {
   for (auto& listener : udp_listeners_) {
     listener->close();
   }
+  io_set_.close();
   uv_run(&loop_, UV_RUN_NOWAIT);
   uv_loop_close(&loop_);
 }

@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "runtime/buffer_pool.hpp"
+#include "runtime/io_set.hpp"
+#include "runtime/pipe_pool.hpp"
 #include "runtime/listener_state.hpp"
 
 namespace fulcrum::tcp {
@@ -75,6 +77,8 @@ class Worker {
   uv_loop_t* loop() { return &loop_; }
   uint8_t* scratch() { return scratch_.get(); }
   BufferPool& buffers() { return buffers_; }
+  IoSet& ioSet() { return io_set_; }
+  PipePool& pipes() { return pipes_; }
   void linkSession(tcp::Session* session);
   void unlinkSession(tcp::Session* session);
 
@@ -107,6 +111,8 @@ class Worker {
   std::vector<std::unique_ptr<udp::Listener>> udp_listeners_;
   std::unique_ptr<uint8_t[]> scratch_;
   BufferPool buffers_;
+  IoSet io_set_;  // Session sockets; see io_set.hpp.
+  PipePool pipes_;
   tcp::Session* sessions_head_ = nullptr;  // Intrusive list for shutdown.
   bool shutting_down_ = false;
 };

@@ -129,8 +129,7 @@ void Acceptor::admit(int fd, const sockaddr_storage& peer) {
                  state_->config.name, state_->config.max_connections);
   }
 
-  const int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  // TCP_NODELAY comes from the listening socket (see openTcpListenSocket).
   Session::start(worker_, *state_, fd, peer);
 }
 
@@ -142,6 +141,9 @@ void Acceptor::shedOneConnection() {
                  "action=close_new_clients",
                  state_->config.name);
   }
+
+  // Pipes cached for splice hold descriptors too; new clients need them more.
+  worker_.pipes().drop();
 
   // Workers share one descriptor table, so the number freed by closing the spare may be
   // taken by another thread before our accept() or open() runs. A lost spare is therefore

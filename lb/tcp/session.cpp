@@ -1,6 +1,7 @@
 #include "tcp/session.hpp"
 
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -20,6 +21,12 @@ namespace {
 
 // Reads per direction per wakeup, so one busy connection cannot starve the loop.
 constexpr int kMaxReadsPerWakeup = 4;
+
+// Full 64 KiB reads (512 KiB in all) after which a direction moves its bytes by splice().
+// Request/response traffic rarely fills the buffer, so it never pays for a pipe.
+constexpr uint32_t kSpliceAfterFullReads = 8;
+
+constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 
 // Local failures that hit every new connection alike (out of descriptors) are logged at
 // most this often per listener; the counter has the full count.
@@ -128,10 +135,11 @@ Session::Session(runtime::Worker& worker, runtime::ListenerState& listener, int 
   timer_.data = this;
   ++open_handles_;
 
-  // uv_poll_init only fails for a descriptor epoll refuses; accept() just returned it.
-  uv_poll_init(worker_.loop(), &client_poll_, client_fd_);
-  client_poll_.data = this;
-  ++open_handles_;
+  client_watch_.fd = client_fd_;
+  client_watch_.callback = onClientIo_cb;
+  client_watch_.owner = this;
+  backend_watch_.callback = onBackendIo_cb;
+  backend_watch_.owner = this;
 
   worker_.linkSession(this);
   snapshot_ = listener_.pool->snapshot();
@@ -213,12 +221,8 @@ void Session::connectNext() {
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
   backend_fd_ = fd;
-  backend_ = new BackendConn{};
-  backend_->session = this;
-  uv_poll_init(worker_.loop(), &backend_->poll, fd);
-  backend_->poll.data = backend_;
-  ++open_handles_;
-  backend_events_ = 0;
+  backend_watch_.fd = fd;
+  backend_watch_.events = 0;
 
   // uv_hrtime rather than the loop's millisecond clock: a loopback connect takes tens of
   // microseconds, which the histogram's first bucket (0.5 ms) must still see correctly.
@@ -311,13 +315,12 @@ void Session::onConnected() {
   updatePolls();
 }
 
-void Session::onClientPoll_cb(uv_poll_t* handle, int status, int events) {
-  static_cast<Session*>(handle->data)->onClientPoll(status, events);
+void Session::onClientIo_cb(runtime::IoWatch& watch, int status, int events) {
+  static_cast<Session*>(watch.owner)->onClientPoll(status, events);
 }
 
-void Session::onBackendPoll_cb(uv_poll_t* handle, int status, int events) {
-  auto* conn = static_cast<BackendConn*>(handle->data);
-  conn->session->onBackendPoll(status, events);
+void Session::onBackendIo_cb(runtime::IoWatch& watch, int status, int events) {
+  static_cast<Session*>(watch.owner)->onBackendPoll(status, events);
 }
 
 void Session::onTimer_cb(uv_timer_t* handle) {
@@ -326,15 +329,6 @@ void Session::onTimer_cb(uv_timer_t* handle) {
 
 void Session::onHandleClosed_cb(uv_handle_t* handle) {
   auto* session = static_cast<Session*>(handle->data);
-  if (--session->open_handles_ == 0) {
-    delete session;
-  }
-}
-
-void Session::onBackendConnClosed_cb(uv_handle_t* handle) {
-  auto* conn = static_cast<BackendConn*>(handle->data);
-  Session* session = conn->session;
-  delete conn;
   if (--session->open_handles_ == 0) {
     delete session;
   }
@@ -365,8 +359,13 @@ void Session::onBackendPoll(int status, int events) {
   }
 
   if (!connected_) {
-    // libuv reports a failed connect as UV_EBADF (it sees POLLERR); the real reason is in
-    // SO_ERROR.
+    // Writable without an error is a finished connect; asking SO_ERROR would cost a
+    // syscall per connection for nothing.
+    if (status == 0) {
+      onConnected();
+      return;
+    }
+    // A failed connect shows as an error (UV_EBADF); the real reason is in SO_ERROR.
     int error = 0;
     socklen_t len = sizeof(error);
     if (::getsockopt(backend_fd_, SOL_SOCKET, SO_ERROR, &error, &len) != 0) {
@@ -425,6 +424,9 @@ Session::Io Session::failedSide(const int* fd) const {
 }
 
 Session::Io Session::pump(Direction& dir) {
+  if (dir.pipe.valid()) {
+    return pumpSplice(dir);
+  }
   uint8_t* buf = worker_.scratch();
 
   for (int i = 0; i < kMaxReadsPerWakeup; ++i) {
@@ -448,6 +450,13 @@ Session::Io Session::pump(Direction& dir) {
       if (static_cast<size_t>(n) < runtime::Worker::kScratchBytes) {
         return Io::Ok;
       }
+      if (++dir.full_reads >= kSpliceAfterFullReads && !dir.splice_refused) {
+        dir.pipe = worker_.pipes().acquire();
+        if (dir.pipe.valid()) {
+          return pumpSplice(dir);
+        }
+        dir.splice_refused = true;
+      }
       continue;
     }
 
@@ -467,26 +476,89 @@ Session::Io Session::pump(Direction& dir) {
   return Io::Ok;
 }
 
+Session::Io Session::pumpSplice(Direction& dir) {
+  for (int i = 0; i < kMaxReadsPerWakeup; ++i) {
+    // The pipe is empty here (flushPipe ran dry or nothing was read yet), so EAGAIN can only
+    // mean the source socket has nothing more.
+    const ssize_t n = ::splice(*dir.src, nullptr, dir.pipe.write_fd, nullptr,
+                               runtime::PipePool::kPipeBytes, kSpliceFlags);
+    if (n == 0) {
+      dir.src_eof = true;
+      passEof(dir);
+      return Io::Ok;
+    }
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return Io::Ok;
+      }
+      return failedSide(dir.src);
+    }
+
+    dir.bytes += static_cast<uint64_t>(n);
+    dir.piped = static_cast<uint32_t>(n);
+    last_activity_ms_ = uv_now(worker_.loop());
+
+    const Io result = flushPipe(dir);
+    if (result != Io::Ok || dir.piped > 0) {
+      return result;
+    }
+    if (n < runtime::PipePool::kPipeBytes) {
+      return Io::Ok;
+    }
+  }
+  return Io::Ok;
+}
+
+Session::Io Session::flushPipe(Direction& dir) {
+  while (dir.piped > 0) {
+    const ssize_t n = ::splice(dir.pipe.read_fd, nullptr, *dir.dst, nullptr, dir.piped,
+                               kSpliceFlags);
+    if (n > 0) {
+      dir.piped -= static_cast<uint32_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return Io::Ok;  // dst is full: the bytes wait in the pipe, dst is polled for writable.
+    }
+    return failedSide(dir.dst);
+  }
+  return Io::Ok;
+}
+
 Session::Io Session::flush(Direction& dir) {
   if (!dir.hasParked()) {
     return Io::Ok;
   }
 
-  const ssize_t written =
-      sendSome(*dir.dst, dir.parked + dir.parked_off, dir.parked_len - dir.parked_off);
-  if (written < 0) {
-    return failedSide(dir.dst);
+  if (dir.piped > 0) {
+    const Io result = flushPipe(dir);
+    if (result != Io::Ok || dir.piped > 0) {
+      return result;
+    }
+  } else {
+    const ssize_t written =
+        sendSome(*dir.dst, dir.parked + dir.parked_off, dir.parked_len - dir.parked_off);
+    if (written < 0) {
+      return failedSide(dir.dst);
+    }
+
+    dir.parked_off += static_cast<uint32_t>(written);
+    if (dir.hasParked()) {
+      return Io::Ok;
+    }
+
+    worker_.buffers().release(dir.parked);
+    dir.parked = nullptr;
+    dir.parked_off = 0;
+    dir.parked_len = 0;
   }
 
-  dir.parked_off += static_cast<uint32_t>(written);
-  if (dir.hasParked()) {
-    return Io::Ok;
-  }
-
-  worker_.buffers().release(dir.parked);
-  dir.parked = nullptr;
-  dir.parked_off = 0;
-  dir.parked_len = 0;
   if (dir.src_eof) {
     passEof(dir);
   }
@@ -497,8 +569,14 @@ void Session::passEof(Direction& dir) {
   if (dir.hasParked() || dir.dst_shut) {
     return;
   }
-  // ENOTCONN here means the peer is already gone; the other direction will notice.
-  ::shutdown(*dir.dst, SHUT_WR);
+  // When the other direction is finished too, the session closes right after this (see
+  // afterIo) and close() sends the same FIN, as everything was read from this socket: the
+  // shutdown() would be a wasted syscall.
+  const Direction& other = &dir == &up_ ? down_ : up_;
+  if (!other.finished()) {
+    // ENOTCONN here means the peer is already gone; the other direction will notice.
+    ::shutdown(*dir.dst, SHUT_WR);
+  }
   dir.dst_shut = true;
 }
 
@@ -543,38 +621,26 @@ void Session::updatePolls() {
     if (up_.hasParked()) {
       backend_want |= UV_WRITABLE;
     }
-  } else if (backend_ != nullptr) {
+  } else if (backend_fd_ >= 0) {
     backend_want = UV_WRITABLE;
   }
 
-  if (client_want != client_events_) {
-    if (client_want == 0) {
-      uv_poll_stop(&client_poll_);
-    } else {
-      uv_poll_start(&client_poll_, client_want, onClientPoll_cb);
-    }
-    client_events_ = client_want;
-  }
-
-  if (backend_ != nullptr && backend_want != backend_events_) {
-    if (backend_want == 0) {
-      uv_poll_stop(&backend_->poll);
-    } else {
-      uv_poll_start(&backend_->poll, backend_want, onBackendPoll_cb);
-    }
-    backend_events_ = backend_want;
+  // epoll_ctl fails only for lack of kernel memory (or a limit on watches): a local failure.
+  runtime::IoSet& io = worker_.ioSet();
+  if (io.update(client_watch_, client_want) != 0 ||
+      (backend_fd_ >= 0 && io.update(backend_watch_, backend_want) != 0)) {
+    finish(CloseReason::InternalError);
   }
 }
 
 void Session::closeBackendAttempt() {
-  if (backend_ == nullptr) {
+  if (backend_fd_ < 0) {
     return;
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(&backend_->poll), onBackendConnClosed_cb);
-  backend_ = nullptr;
+  runtime::IoSet::forget(backend_watch_);
   ::close(backend_fd_);
   backend_fd_ = -1;
-  backend_events_ = 0;
+  backend_watch_.fd = -1;
 }
 
 void Session::abort(CloseReason reason) {
@@ -627,10 +693,12 @@ void Session::finish(CloseReason reason) {
   worker_.buffers().release(down_.parked);
   up_.parked = nullptr;
   down_.parked = nullptr;
+  worker_.pipes().release(up_.pipe, up_.piped == 0);
+  worker_.pipes().release(down_.pipe, down_.piped == 0);
 
   uv_timer_stop(&timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), onHandleClosed_cb);
-  uv_close(reinterpret_cast<uv_handle_t*>(&client_poll_), onHandleClosed_cb);
+  runtime::IoSet::forget(client_watch_);
   ::close(client_fd_);
   client_fd_ = -1;
   closeBackendAttempt();

@@ -14,6 +14,12 @@
 // source becomes shutdown(SHUT_WR) on the destination once the parked bytes are out, so
 // half-closed connections keep working in the other direction. A reset on one side becomes
 // a reset on the other (SO_LINGER 0).
+//
+// A direction that proves bulky (kSpliceAfterFullReads reads that filled the 64 KiB scratch
+// buffer) switches to splice(): source socket -> a pooled pipe -> destination socket, with
+// no copy through user space. Bytes waiting in the pipe count as parked, so backpressure,
+// half-close and counters work the same on both paths; the pipe (two descriptors) goes back
+// to the worker's pool at the end. When no pipe can be had the direction keeps copying.
 
 #include <uv.h>
 
@@ -24,6 +30,8 @@
 #include <vector>
 
 #include "pool/pool.hpp"
+#include "runtime/io_set.hpp"
+#include "runtime/pipe_pool.hpp"
 #include "runtime/listener_state.hpp"
 
 namespace fulcrum::runtime {
@@ -74,11 +82,15 @@ class Session {
     uint8_t* parked = nullptr;  // Pooled block holding bytes dst could not take yet.
     uint32_t parked_off = 0;
     uint32_t parked_len = 0;
+    runtime::Pipe pipe;         // Set once this direction proved bulky: splice() from then.
+    uint32_t piped = 0;         // Bytes in pipe: read from src, not yet written to dst.
+    uint32_t full_reads = 0;    // Reads that filled the scratch buffer, on the copy path.
+    bool splice_refused = false;  // No pipe could be had (descriptors): copy for good.
     bool src_eof = false;   // Source sent FIN.
     bool dst_shut = false;  // FIN passed on to dst.
     uint64_t bytes = 0;
 
-    bool hasParked() const { return parked_len > parked_off; }
+    bool hasParked() const { return parked_len > parked_off || piped > 0; }
     bool finished() const { return dst_shut; }
   };
 
@@ -86,22 +98,14 @@ class Session {
   // leaves its stream unusable), if any.
   enum class Io { Ok, ClientFailed, BackendFailed };
 
-  // The backend connection of one attempt; a failed attempt's handle is closed and a new
-  // one made for the next, since a uv_poll_t is bound to one descriptor.
-  struct BackendConn {
-    uv_poll_t poll;
-    Session* session;
-  };
-
   Session(runtime::Worker& worker, runtime::ListenerState& listener, int client_fd,
           const sockaddr_storage& peer);
   ~Session();
 
-  static void onClientPoll_cb(uv_poll_t* handle, int status, int events);
-  static void onBackendPoll_cb(uv_poll_t* handle, int status, int events);
+  static void onClientIo_cb(runtime::IoWatch& watch, int status, int events);
+  static void onBackendIo_cb(runtime::IoWatch& watch, int status, int events);
   static void onTimer_cb(uv_timer_t* handle);
   static void onHandleClosed_cb(uv_handle_t* handle);
-  static void onBackendConnClosed_cb(uv_handle_t* handle);
 
   void begin();
   void connectNext();
@@ -113,6 +117,8 @@ class Session {
 
   Io failedSide(const int* fd) const;
   Io pump(Direction& dir);
+  Io pumpSplice(Direction& dir);
+  Io flushPipe(Direction& dir);
   Io flush(Direction& dir);
   void passEof(Direction& dir);
   void afterIo(Io result);
@@ -125,12 +131,13 @@ class Session {
   runtime::ListenerState& listener_;
   sockaddr_storage peer_;
   int client_fd_;
-  int backend_fd_ = -1;
-  uv_poll_t client_poll_;
+  int backend_fd_ = -1;  // The current attempt's socket; -1 between attempts.
+  // Both sockets sit in the worker's IoSet, not in libuv handles; the backend watch is
+  // reused by every connect attempt. The timer is the session's only libuv handle, and its
+  // close callback frees the session.
+  runtime::IoWatch client_watch_;
+  runtime::IoWatch backend_watch_;
   uv_timer_t timer_;
-  BackendConn* backend_ = nullptr;
-  int client_events_ = 0;
-  int backend_events_ = 0;
 
   std::shared_ptr<const pool::PoolSnapshot> snapshot_;
   uint32_t backend_index_ = pool::kNoBackend;
