@@ -304,7 +304,9 @@ static __always_inline int forward(struct xdp_md *ctx, struct fulcrum_vip *vip,
 		__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
 	}
 
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	/* An output lookup: the outer packet leaves from the balancer's own
+	 * address, so the interface need not have forwarding enabled. */
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
 		return count(XDP_DROP, FULCRUM_XDP_DROP_NO_NEIGH);
 	}

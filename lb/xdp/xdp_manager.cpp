@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include <bpf/bpf.h>
@@ -92,6 +93,26 @@ Interface resolveInterface(const std::string& name, int family) {
                                name, family == AF_INET ? "IPv4" : "global IPv6", name));
   }
   return out;
+}
+
+void checkForwarding(const std::string& name, int family) {
+  const std::string path = fmt::format("/proc/sys/net/{}/conf/{}/forwarding",
+                                       family == AF_INET ? "ipv4" : "ipv6", name);
+  FILE* file = std::fopen(path.c_str(), "r");
+  int value = 0;
+  if (file != nullptr) {
+    if (std::fscanf(file, "%d", &value) != 1) {
+      value = 0;
+    }
+    std::fclose(file);
+  }
+  if (value == 0) {
+    throw XdpError(fmt::format("interface {} has {} forwarding off, so the kernel refuses the "
+                               "XDP program's route lookups; run `sysctl -w net.{}.conf.{}."
+                               "forwarding=1`",
+                               name, family == AF_INET ? "IPv4" : "IPv6",
+                               family == AF_INET ? "ipv4" : "ipv6", name));
+  }
 }
 
 XdpManager::XdpManager() : program_(XdpProgram::load()) {

@@ -44,6 +44,11 @@ struct XdpBackendView {
   XdpCounter counter;
 };
 
+// bpf_fib_lookup answers only on interfaces with forwarding on, even for packets the
+// balancer originates; without it every steered packet would be dropped. Throws XdpError
+// with the sysctl that fixes it.
+void checkForwarding(const std::string& name, int family);
+
 class XdpManager {
  public:
   // Loads the program; throws XdpError.
