@@ -10,7 +10,7 @@ packages=(
   libbpf-dev bpftool clang
   libuv1-dev libfmt-dev libspdlog-dev libtoml11-dev libcli11-dev libxxhash-dev libhttp-parser-dev libsystemd-dev catch2 nlohmann-json3-dev
   # Real servers and clients the tests and demos start.
-  python3 redis-server redis-tools nginx libnginx-mod-stream wrk curl netcat-openbsd procps iproute2
+  python3 redis-server redis-tools nginx libnginx-mod-stream wrk curl netcat-openbsd procps iproute2 ethtool
   nsd bind9-dnsutils dnsperf systemd prometheus chromium
 )
 

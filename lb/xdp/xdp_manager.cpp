@@ -194,14 +194,7 @@ void XdpManager::removeVip(uint32_t id) {
   if (!address_shared) {
     bpf_map_delete_elem(program_->vipAddrsFd(), &vip.addr);
   }
-  const int ifindex = vip.ifindex;
   vips_.erase(it);
-
-  const bool interface_used = std::any_of(vips_.begin(), vips_.end(),
-                                          [&](const auto& v) { return v->ifindex == ifindex; });
-  if (!interface_used && ifindex != 0) {
-    program_->detach(ifindex);
-  }
 }
 
 size_t XdpManager::sync() {

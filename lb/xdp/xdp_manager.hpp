@@ -74,7 +74,7 @@ class XdpManager {
   // pool, reprogrammed with a flip.
   void updateVip(uint32_t id, const ListenerConfig& config, pool::Pool* pool);
 
-  // Removes the VIP; detaches from its interface when no VIP is left on it.
+  // Removes the VIP (the interface stays attached; see XdpProgram::detachExcept).
   void removeVip(uint32_t id);
 
   // Reprograms every VIP whose pool published a snapshot since its last programming.
@@ -84,6 +84,7 @@ class XdpManager {
 
   // Calls sync() every interval on loop until close().
   void startSync(uv_loop_t* loop, uint64_t interval_ms);
+  bool syncing() const { return timer_open_; }
   void close();
 
   XdpCounter vipCounter(uint32_t id) const { return program_->vipCounter(id); }

@@ -3,6 +3,7 @@
 #include <linux/if_link.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -153,13 +154,14 @@ std::string XdpProgram::attach(int ifindex, const std::string& ifname, XdpAttach
   return used;
 }
 
-void XdpProgram::detach(int ifindex) {
-  for (auto it = attachments_.begin(); it != attachments_.end(); ++it) {
-    if (it->ifindex == ifindex) {
-      ::close(it->link_fd);
-      attachments_.erase(it);
-      return;
+void XdpProgram::detachExcept(const std::vector<int>& keep) {
+  for (auto it = attachments_.begin(); it != attachments_.end();) {
+    if (std::find(keep.begin(), keep.end(), it->ifindex) != keep.end()) {
+      ++it;
+      continue;
     }
+    ::close(it->link_fd);
+    it = attachments_.erase(it);
   }
 }
 

@@ -50,8 +50,8 @@ class XdpProgram {
   // Throws XdpError.
   std::string attach(int ifindex, const std::string& ifname, XdpAttach mode);
 
-  // Detaches from ifindex (no-op when not attached there).
-  void detach(int ifindex);
+  // Detaches from every interface not in keep.
+  void detachExcept(const std::vector<int>& keep);
 
   int progFd() const;
   int vipsFd() const;
