@@ -14,6 +14,7 @@ Needs root; exits 77 (skipped) without.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -198,6 +199,40 @@ def test_udp_flows_and_backend_down():
                 moved += 1
         assert moved == counts[victim], (moved, counts)
         assert len(second["udp"]) == 100
+    finally:
+        bed.close()
+
+
+def test_reload_removes_a_backend_without_moving_other_flows():
+    bed = Bed("udp")
+    try:
+        ports = [str(43000 + i) for i in range(45)]
+        first = bed.client("--udp-ports", ",".join(ports))
+        assert not first["errors"], first["errors"]
+        before = {port: name for port, name in first["udp"]}
+
+        # The third backend leaves the pool by reload (SIGHUP); the VIP's entry is kept and
+        # reprogrammed in place.
+        removed = bed.topo.backends[2]
+        with open(bed.fulcrum.config_path) as f:
+            text = f.read()
+        with open(bed.fulcrum.config_path, "w") as f:
+            f.write(text.replace(f'  {{ address = "{bed.topo.backend_ips[2]}:{PORT}" }},\n', ""))
+        bed.fulcrum.proc.send_signal(signal.SIGHUP)
+        bed.fulcrum.wait_log(r"config reloaded trigger=SIGHUP")
+        deadline = time.time() + 5
+        while len(bed.xdp()["backends"]) != 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(bed.xdp()["backends"]) == 2, bed.xdp()
+
+        second = bed.client("--udp-ports", ",".join(ports))
+        assert not second["errors"], second["errors"]
+        for port, name in second["udp"]:
+            assert name != removed
+            if before[port] != removed:
+                assert name == before[port], f"flow {port} moved from {before[port]} to {name}"
+        assert sum(v for k, v in bed.xdp()["program_events_total"].items()
+                   if k.startswith("drop_")) == 0
     finally:
         bed.close()
 
