@@ -151,4 +151,36 @@ const char* toString(AccessLogFormat v) {
   return "unknown";
 }
 
+const char* toString(ListenerMode v) {
+  switch (v) {
+    case ListenerMode::Splicer:
+      return "splicer";
+    case ListenerMode::Xdp:
+      return "xdp";
+  }
+  return "unknown";
+}
+
+const char* toString(XdpAttach v) {
+  switch (v) {
+    case XdpAttach::Auto:
+      return "auto";
+    case XdpAttach::Native:
+      return "native";
+    case XdpAttach::Generic:
+      return "generic";
+  }
+  return "unknown";
+}
+
+const char* toString(XdpFallback v) {
+  switch (v) {
+    case XdpFallback::Splicer:
+      return "splicer";
+    case XdpFallback::None:
+      return "none";
+  }
+  return "unknown";
+}
+
 }  // namespace fulcrum

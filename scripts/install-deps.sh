@@ -6,9 +6,11 @@ set -euo pipefail
 packages=(
   # Build.
   build-essential cmake ninja-build pkg-config git
+  # XDP fast path: libbpf to load it, clang (BPF target) and bpftool to build it.
+  libbpf-dev bpftool clang
   libuv1-dev libfmt-dev libspdlog-dev libtoml11-dev libcli11-dev libxxhash-dev libhttp-parser-dev libsystemd-dev catch2 nlohmann-json3-dev
   # Real servers and clients the tests and demos start.
-  python3 redis-server redis-tools nginx libnginx-mod-stream wrk curl netcat-openbsd procps iproute2
+  python3 redis-server redis-tools nginx libnginx-mod-stream wrk curl netcat-openbsd procps iproute2 ethtool
   nsd bind9-dnsutils dnsperf systemd prometheus chromium
   # Benchmarks: HAProxy and iperf3 as peers and load (bench/compare_peers.py and the failover
   # bench, both run in CI), PostgreSQL for the postgres-primary failover scenario, and the

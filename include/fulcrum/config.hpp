@@ -25,6 +25,11 @@ inline constexpr uint32_t kMaxRetries = 16;
 inline constexpr uint32_t kMaxBackendsPerPool = 4096;
 inline constexpr uint32_t kDefaultMaglevTableSize = 65537;
 inline constexpr uint32_t kMaxMaglevTableSize = 1000003;
+// XDP listeners: the kernel's maps have room for this many VIPs and Maglev entries per VIP
+// (ebpf/fulcrum_xdp.h holds the same numbers; lb/xdp/ checks they agree).
+inline constexpr uint32_t kMaxXdpListeners = 16;
+inline constexpr uint32_t kMaxXdpTableSize = 65537;
+inline constexpr size_t kMaxInterfaceName = 16;  // IFNAMSIZ, terminating zero included.
 inline constexpr uint32_t kDefaultRingHashVnodes = 160;  // Ring points per unit of weight.
 
 struct GlobalConfig {
@@ -117,6 +122,13 @@ struct ListenerConfig {
   uint32_t replies = 0;           // Replies expected per client datagram; 0 = unlimited.
                                   // Once every datagram got its replies, the session ends.
   TableFullPolicy table_full = TableFullPolicy::DropNew;
+
+  // mode = "xdp": the VIP (bind) is served in the kernel on `interface` by the XDP program,
+  // which encapsulates to backends that answer clients directly (DSR, see README).
+  ListenerMode mode = ListenerMode::Splicer;
+  std::string interface;  // XDP only: the interface the VIP's packets arrive on.
+  XdpAttach xdp_attach = XdpAttach::Auto;
+  XdpFallback xdp_fallback = XdpFallback::None;
 
   bool operator==(const ListenerConfig&) const = default;
 };

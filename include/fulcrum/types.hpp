@@ -35,6 +35,16 @@ enum class AllDownPolicy { Refuse, All };
 
 enum class AccessLogFormat { Logfmt, Json };
 
+// How a listener serves its VIP: the userspace splicer, or the in-kernel XDP fast path.
+enum class ListenerMode { Splicer, Xdp };
+
+// How the XDP program is attached: native (driver) first then generic, or only one of them.
+enum class XdpAttach { Auto, Native, Generic };
+
+// What an XDP listener does when its program cannot be attached: serve the VIP with the
+// splicer, or refuse to start.
+enum class XdpFallback { Splicer, None };
+
 // Operator-set state of a backend; health is tracked separately.
 enum class AdminState { Enabled, Draining, Disabled };
 
@@ -50,5 +60,8 @@ const char* toString(OnDown v);
 const char* toString(AllDownPolicy v);
 const char* toString(AdminState v);
 const char* toString(AccessLogFormat v);
+const char* toString(ListenerMode v);
+const char* toString(XdpAttach v);
+const char* toString(XdpFallback v);
 
 }  // namespace fulcrum

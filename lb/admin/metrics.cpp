@@ -358,6 +358,56 @@ void writeBackendHealth(Writer& w, const StatusView& view) {
 
 }  // namespace
 
+// XDP listeners: attach state, packets and bytes per VIP and per backend, and the program's
+// global counters (each drop reason has one), all read from the kernel's per-CPU maps.
+void writeXdp(Writer& w, const StatusView& view) {
+  w.family("fulcrum_xdp_listener_info", "gauge",
+           "1 per mode = \"xdp\" listener; mode is native, generic or splicer_fallback.");
+  const xdp::XdpManager* manager = nullptr;
+  for (const runtime::ListenerState* l : view.listeners) {
+    if (l->config.mode != ListenerMode::Xdp) {
+      continue;
+    }
+    const std::string mode = l->xdp_attach.empty() ? "splicer_fallback" : l->xdp_attach;
+    w.sample("fulcrum_xdp_listener_info",
+             {{"listener", l->config.name}, {"interface", l->config.interface}, {"mode", mode}},
+             1);
+    manager = l->xdp != nullptr ? l->xdp : manager;
+  }
+  if (manager == nullptr) {
+    return;
+  }
+
+  w.family("fulcrum_xdp_packets_total", "counter", "Packets to the VIP steered by XDP.");
+  w.family("fulcrum_xdp_bytes_total", "counter", "L3 bytes to the VIP steered by XDP.");
+  w.family("fulcrum_xdp_backend_packets_total", "counter",
+           "Packets XDP encapsulated to each backend.");
+  w.family("fulcrum_xdp_backend_bytes_total", "counter",
+           "L3 bytes (before encapsulation) XDP sent to each backend.");
+  for (const runtime::ListenerState* l : view.listeners) {
+    if (l->xdp == nullptr || !l->xdp_vip_added) {
+      continue;
+    }
+    const Label name{"listener", l->config.name};
+    const xdp::XdpCounter vip = l->xdp->vipCounter(l->xdp_vip_id);
+    w.sample("fulcrum_xdp_packets_total", {name}, vip.packets);
+    w.sample("fulcrum_xdp_bytes_total", {name}, vip.bytes);
+    for (const xdp::XdpBackendView& b : l->xdp->backends(l->xdp_vip_id)) {
+      w.sample("fulcrum_xdp_backend_packets_total", {name, {"backend", b.key}},
+               b.counter.packets);
+      w.sample("fulcrum_xdp_backend_bytes_total", {name, {"backend", b.key}}, b.counter.bytes);
+    }
+  }
+
+  w.family("fulcrum_xdp_events_total", "counter",
+           "XDP program outcomes across all VIPs: pass, tx, redirect, conn_hit, conn_new and "
+           "one drop_* per drop reason.");
+  for (uint32_t stat = 0; stat < FULCRUM_XDP_STAT_COUNT; ++stat) {
+    w.sample("fulcrum_xdp_events_total", {{"event", xdp::statName(stat)}},
+             manager->program().stat(stat));
+  }
+}
+
 std::string escapeLabel(std::string_view value) {
   std::string out;
   out.reserve(value.size());
@@ -384,6 +434,7 @@ std::string renderMetrics(const StatusView& view) {
   writeBackendState(w, view);
   writeBackendTraffic(w, view);
   writeBackendHealth(w, view);
+  writeXdp(w, view);
   return w.take();
 }
 

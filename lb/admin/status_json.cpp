@@ -37,13 +37,48 @@ json udpJson(const udp::UdpListenerStats& udp) {
   };
 }
 
+// mode = "xdp" listeners: how the VIP is served and the kernel's counters for it.
+json xdpJson(const runtime::ListenerState& listener) {
+  json out = {
+      {"interface", listener.config.interface},
+      {"attach", listener.xdp_attach.empty() ? "splicer_fallback" : listener.xdp_attach},
+  };
+  if (!listener.xdp_fallback_reason.empty()) {
+    out["fallback_reason"] = listener.xdp_fallback_reason;
+  }
+  if (listener.xdp == nullptr || !listener.xdp_vip_added) {
+    return out;
+  }
+  const xdp::XdpCounter vip = listener.xdp->vipCounter(listener.xdp_vip_id);
+  out["packets_total"] = vip.packets;
+  out["bytes_total"] = vip.bytes;
+  json backends = json::array();
+  for (const xdp::XdpBackendView& b : listener.xdp->backends(listener.xdp_vip_id)) {
+    backends.push_back({{"address", b.key},
+                        {"up", b.up},
+                        {"packets_total", b.counter.packets},
+                        {"bytes_total", b.counter.bytes}});
+  }
+  out["backends"] = std::move(backends);
+  json events = json::object();
+  for (uint32_t stat = 0; stat < FULCRUM_XDP_STAT_COUNT; ++stat) {
+    events[xdp::statName(stat)] = listener.xdp->program().stat(stat);
+  }
+  out["program_events_total"] = std::move(events);
+  return out;
+}
+
 json listenerJson(const runtime::ListenerState& listener) {
   json out = {
       {"name", listener.config.name},
       {"protocol", toString(listener.config.protocol)},
       {"address", listener.address.toString()},
       {"pool", listener.config.pool},
+      {"mode", toString(listener.config.mode)},
   };
+  if (listener.config.mode == ListenerMode::Xdp) {
+    out["xdp"] = xdpJson(listener);
+  }
   if (listener.config.protocol == Protocol::Udp) {
     out["udp"] = udpJson(listener.udp);
     return out;

@@ -76,6 +76,50 @@ void checkName(const TableReader& reader, const toml::value& at, std::string_vie
   }
 }
 
+// mode, interface, xdp_attach and xdp_fallback. The XDP keys are refused on a splicer
+// listener, so a setting the operator believes in never silently does nothing; checks that
+// involve the pool are in validate.cpp.
+void buildXdpKeys(const TableReader& reader, ListenerConfig& listener, ListenerSource& source) {
+  listener.mode = reader.choice<ListenerMode>(
+      "mode", {{"splicer", ListenerMode::Splicer}, {"xdp", ListenerMode::Xdp}}, listener.mode);
+  source.mode = reader.find("mode");
+
+  if (listener.mode != ListenerMode::Xdp) {
+    for (std::string_view key : {"interface", "xdp_attach", "xdp_fallback"}) {
+      if (const toml::value* value = reader.find(key)) {
+        reader.fail(*value, fmt::format("{} applies only to XDP listeners; remove it or set "
+                                        "mode = \"xdp\"",
+                                        key));
+      }
+    }
+    return;
+  }
+
+  const toml::value& interface = reader.requireString("interface", "interface = \"eth0\"");
+  listener.interface = interface.as_string().str;
+  if (listener.interface.empty() || listener.interface.size() >= kMaxInterfaceName ||
+      listener.interface.find_first_of("/ \t") != std::string::npos) {
+    reader.fail(interface, fmt::format("interface \"{}\" is not a valid interface name; use the "
+                                       "name `ip link` shows, such as \"eth0\"",
+                                       listener.interface));
+  }
+  listener.xdp_attach = reader.choice<XdpAttach>("xdp_attach",
+                                                 {{"auto", XdpAttach::Auto},
+                                                  {"native", XdpAttach::Native},
+                                                  {"generic", XdpAttach::Generic}},
+                                                 listener.xdp_attach);
+  listener.xdp_fallback = reader.choice<XdpFallback>(
+      "xdp_fallback", {{"splicer", XdpFallback::Splicer}, {"none", XdpFallback::None}},
+      listener.xdp_fallback);
+
+  if (listener.bind.port() == 0 || listener.bind.ipString() == "0.0.0.0" ||
+      listener.bind.ipString() == "::") {
+    reader.fail(*source.bind, fmt::format("bind \"{}\": an XDP listener needs one VIP address "
+                                          "and port, not a wildcard or port 0",
+                                          source.bind->as_string().str));
+  }
+}
+
 ListenerConfig buildListener(const std::string& file, const toml::value& table, size_t index,
                              ListenerSource& source) {
   // Messages name the entry by its name when it has a usable one, else by its position.
@@ -89,7 +133,7 @@ ListenerConfig buildListener(const std::string& file, const toml::value& table, 
   }
   reader.rejectUnknownKeys({"name", "bind", "protocol", "pool", "connect_timeout", "idle_timeout",
                             "max_connections", "backlog", "replies", "max_sessions",
-                            "table_full"});
+                            "table_full", "mode", "interface", "xdp_attach", "xdp_fallback"});
 
   ListenerConfig listener;
   source.name = &reader.requireString("name", "name = \"web\"");
@@ -146,6 +190,7 @@ ListenerConfig buildListener(const std::string& file, const toml::value& table, 
       "table_full",
       {{"drop_new", TableFullPolicy::DropNew}, {"evict_oldest", TableFullPolicy::EvictOldest}},
       listener.table_full);
+  buildXdpKeys(reader, listener, source);
   return listener;
 }
 

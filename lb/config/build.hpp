@@ -21,6 +21,7 @@ struct ListenerSource {
   const toml::value* bind = nullptr;
   const toml::value* pool = nullptr;
   const toml::value* protocol = nullptr;  // Null when defaulted.
+  const toml::value* mode = nullptr;      // Null when defaulted.
 };
 
 struct PoolSource {

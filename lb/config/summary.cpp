@@ -55,14 +55,20 @@ std::string describePool(const PoolConfig& pool) {
 
 // "udp, replies 1, idle 30000ms": what a UDP listener adds to its line.
 std::string describeListener(const ListenerConfig& listener) {
+  // " xdp on eth0 (attach auto, fallback splicer)": how an XDP listener is served.
+  const std::string xdp =
+      listener.mode != ListenerMode::Xdp
+          ? std::string()
+          : fmt::format(" xdp on {} (attach {}, fallback {})", listener.interface,
+                        toString(listener.xdp_attach), toString(listener.xdp_fallback));
   if (listener.protocol != Protocol::Udp) {
-    return toString(listener.protocol);
+    return toString(listener.protocol) + xdp;
   }
-  return fmt::format("udp (replies {}, idle_timeout {}ms, max_sessions {}, table_full {})",
+  return fmt::format("udp (replies {}, idle_timeout {}ms, max_sessions {}, table_full {}){}",
                      listener.replies == 0 ? std::string("unlimited")
                                            : std::to_string(listener.replies),
                      listener.idle_timeout.count(), listener.max_sessions,
-                     toString(listener.table_full));
+                     toString(listener.table_full), xdp);
 }
 
 // ring_hash builds one ring for the primaries and one for the backups, each of total weight

@@ -138,6 +138,56 @@ void checkUdpPools(const Config& config, const ConfigSources& sources) {
   }
 }
 
+// The XDP program steers by Maglev only, cannot add a PROXY header to a packet it does not
+// terminate, encapsulates in the VIP's own family, and has fixed-size maps.
+void checkXdpListeners(const Config& config, const ConfigSources& sources) {
+  uint32_t xdp_count = 0;
+  for (size_t i = 0; i < config.listeners.size(); ++i) {
+    const ListenerConfig& listener = config.listeners[i];
+    const PoolConfig* pool = config.findPool(listener.pool);
+    if (listener.mode != ListenerMode::Xdp || pool == nullptr) {
+      continue;
+    }
+    const toml::value& at = *sources.listeners[i].mode;
+    if (++xdp_count > kMaxXdpListeners) {
+      failAt(config.source, at,
+             fmt::format("listener \"{}\" is XDP listener #{}; at most {} are supported, serve "
+                         "the others with mode = \"splicer\"",
+                         listener.name, xdp_count, kMaxXdpListeners));
+    }
+    if (pool->algorithm != Algorithm::Maglev) {
+      failAt(config.source, at,
+             fmt::format("listener \"{}\" has mode = \"xdp\" but pool \"{}\" uses algorithm "
+                         "\"{}\"; XDP steers by Maglev only, set algorithm = \"maglev\"",
+                         listener.name, pool->name, toString(pool->algorithm)));
+    }
+    if (pool->maglev_table_size > kMaxXdpTableSize) {
+      failAt(config.source, at,
+             fmt::format("listener \"{}\" has mode = \"xdp\" but pool \"{}\" has "
+                         "maglev_table_size = {}; XDP tables hold at most {}",
+                         listener.name, pool->name, pool->maglev_table_size, kMaxXdpTableSize));
+    }
+    if (pool->proxy_protocol != ProxyProtocol::Off) {
+      failAt(config.source, at,
+             fmt::format("listener \"{}\" has mode = \"xdp\" but pool \"{}\" sends PROXY "
+                         "headers, which packets steered in the kernel cannot carry; set "
+                         "proxy_protocol = \"off\"",
+                         listener.name, pool->name));
+    }
+    for (const BackendConfig& backend : pool->backends) {
+      if (backend.address.family() == listener.bind.family()) {
+        continue;
+      }
+      failAt(config.source, at,
+             fmt::format("listener \"{}\" has mode = \"xdp\" on {} but pool \"{}\" has "
+                         "backend {} of the other family; XDP encapsulates in the VIP's family, "
+                         "so use backends of the same family",
+                         listener.name, listener.bind.toString(), pool->name,
+                         backend.address.toString()));
+    }
+  }
+}
+
 }  // namespace
 
 void validateConfig(const Config& config, const ConfigSources& sources) {
@@ -146,6 +196,7 @@ void validateConfig(const Config& config, const ConfigSources& sources) {
   checkPoolReferences(config, sources);
   checkBackendAddresses(config, sources);
   checkUdpPools(config, sources);
+  checkXdpListeners(config, sources);
 }
 
 }  // namespace fulcrum::config_detail

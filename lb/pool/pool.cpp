@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "balance/maglev.hpp"
+
 namespace fulcrum::pool {
 
 namespace {
@@ -95,6 +97,21 @@ uint32_t PoolSnapshot::pickFromTier(const Tier& tier, uint64_t flow_hash,
     return kNoBackend;
   }
   return tier.indices[candidate];
+}
+
+std::vector<uint32_t> PoolSnapshot::maglevTable() const {
+  const Tier& tier = primary_.picker ? primary_ : backup_;
+  const auto* maglev = dynamic_cast<const balance::MaglevPicker*>(tier.picker.get());
+  if (maglev == nullptr) {
+    return {};
+  }
+
+  std::vector<uint32_t> table;
+  table.reserve(maglev->table().size());
+  for (uint32_t candidate : maglev->table()) {
+    table.push_back(candidate == balance::Picker::kNone ? kNoBackend : tier.indices[candidate]);
+  }
+  return table;
 }
 
 uint32_t PoolSnapshot::pick(uint64_t flow_hash, std::span<const uint8_t> tried) const {

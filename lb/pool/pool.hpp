@@ -110,6 +110,12 @@ class PoolSnapshot {
   uint32_t retries() const { return retries_; }
   ProxyProtocol proxyProtocol() const { return proxy_protocol_; }
   uint32_t upCount() const { return up_count_; }
+
+  // The Maglev table of the tier new flows use (primaries, else backups) with entries as
+  // indices into backends(), kNoBackend where the tier has no candidate; empty when the
+  // pool's algorithm is not Maglev or no backend is eligible. The XDP control plane programs
+  // the kernel with exactly this table, so the kernel and pick() agree on every flow.
+  std::vector<uint32_t> maglevTable() const;
   bool fallback() const { return fallback_; }
   // When the first flow was picked from this snapshot (monotonicNs(), 0 = none yet). For
   // the snapshot published when a backend went down, that is the first flow that went

@@ -10,6 +10,7 @@
 #include "fulcrum/endpoint.hpp"
 #include "pool/pool.hpp"
 #include "udp/udp_stats.hpp"
+#include "xdp/xdp_manager.hpp"
 
 namespace fulcrum::runtime {
 
@@ -35,6 +36,17 @@ struct ListenerState {
 
   // UDP listeners only: session table size and datagram counters.
   udp::UdpListenerStats udp;
+
+  // mode = "xdp" only. While the VIP is served in the kernel, xdp_attach is "native" or
+  // "generic", xdp names the manager whose maps hold it and xdp_vip_id its entry; with
+  // xdp_attach empty the listener is served by the splicer (xdp_fallback_reason says why).
+  // Written by the control plane, read by the admin endpoint on the same thread.
+  std::string xdp_attach;
+  std::string xdp_fallback_reason;
+  const xdp::XdpManager* xdp = nullptr;
+  xdp::Interface xdp_interface;
+  uint32_t xdp_vip_id = 0;
+  bool xdp_vip_added = false;
 };
 
 // True at most once per interval_ms across all threads sharing last_ms.

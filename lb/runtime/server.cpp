@@ -26,6 +26,22 @@ namespace {
 // Interval at which a drain checks whether every session has finished.
 constexpr uint64_t kDrainTickMs = 50;
 
+// How often the XDP maps are compared with the pools' snapshots; a health change reaches the
+// kernel within this time.
+constexpr uint64_t kXdpSyncMs = 50;
+
+// " mode=xdp attach=native interface=eth0" for log lines about a listener, or "".
+std::string modeFields(const ListenerState& state) {
+  if (state.config.mode != ListenerMode::Xdp) {
+    return {};
+  }
+  if (state.xdp_attach.empty()) {
+    return " mode=splicer_fallback";
+  }
+  return fmt::format(" mode=xdp attach={} interface={}", state.xdp_attach,
+                     state.config.interface);
+}
+
 // Text for a "..." log field: quotes and backslashes escaped, so the line stays key=value.
 std::string quoteEscaped(std::string_view text) {
   std::string out;
@@ -47,6 +63,15 @@ Server::Server(Config config)
 }
 
 Server::~Server() {
+  if (xdp_) {
+    // The links close with the manager: the kernel stops steering the VIPs.
+    for (const auto& state : listeners_) {
+      if (!state->xdp_attach.empty()) {
+        spdlog::info("xdp detached listener={} interface={}", state->config.name,
+                     state->config.interface);
+      }
+    }
+  }
   if (!stopped_) {
     for (auto& worker : workers_) {
       worker->shutdown();
@@ -75,6 +100,9 @@ std::unique_ptr<ListenerState> Server::bindListener(
   state->config = config;
   state->address = config.bind;
   state->pool = pool;
+  if (config.mode == ListenerMode::Xdp && attachXdp(*state)) {
+    return state;  // Served in the kernel: no socket.
+  }
 
   std::vector<int> opened;
   try {
@@ -101,6 +129,59 @@ std::unique_ptr<ListenerState> Server::bindListener(
     per_worker[w].push_back(ListenSocket{state.get(), opened[w]});
   }
   return state;
+}
+
+bool Server::attachXdp(ListenerState& state) {
+  const ListenerConfig& config = state.config;
+  try {
+    if (!xdp_) {
+      xdp_ = std::make_unique<xdp::XdpManager>();
+    }
+    const int family = config.bind.family();
+    state.xdp_interface = xdp::resolveInterface(config.interface, family);
+    xdp::checkForwarding(config.interface, family);
+    state.xdp_attach = xdp_->attach(state.xdp_interface, config);
+    state.xdp = xdp_.get();
+    return true;
+  } catch (const xdp::XdpError& e) {
+    if (config.xdp_fallback == XdpFallback::None) {
+      throw StartupError(fmt::format("listener {}: XDP is unavailable: {}; or set xdp_fallback "
+                                     "= \"splicer\" to serve the VIP without XDP",
+                                     config.name, e.what()));
+    }
+    state.xdp_fallback_reason = e.what();
+    spdlog::warn("xdp unavailable listener={} interface={} action=splicer_fallback "
+                 "reason=\"{}\"",
+                 config.name, config.interface, quoteEscaped(e.what()));
+    return false;
+  }
+}
+
+void Server::addXdpVips() {
+  for (auto& state : listeners_) {
+    if (state->xdp_attach.empty() || state->xdp_vip_added) {
+      continue;
+    }
+    try {
+      state->xdp_vip_id = xdp_->addVip(state->config, state->pool, state->xdp_interface);
+    } catch (const xdp::XdpError& e) {
+      throw StartupError(fmt::format("listener {}: {}", state->config.name, e.what()));
+    }
+    state->xdp_vip_added = true;
+  }
+}
+
+void Server::detachUnusedXdp() {
+  if (!xdp_) {
+    return;
+  }
+  std::vector<int> used;
+  for (const auto& state : listeners_) {
+    if (!state->xdp_attach.empty()) {
+      used.push_back(state->xdp_interface.ifindex);
+    }
+  }
+  xdp_->program().detachExcept(used);
 }
 
 pool::Pool* Server::findPool(std::string_view name) const {
@@ -171,6 +252,11 @@ void Server::start() {
   std::vector<std::vector<ListenSocket>> per_worker(worker_count_);
   bindListeners(per_worker);
   startHealth();
+  if (xdp_) {
+    // After the first probes: the kernel's first table already reflects real health.
+    addXdpVips();
+    xdp_->startSync(&loop_, kXdpSyncMs);
+  }
 
   for (unsigned w = 0; w < worker_count_; ++w) {
     workers_.push_back(std::make_unique<Worker>(w, std::move(per_worker[w])));
@@ -188,9 +274,9 @@ void Server::start() {
   for (const auto& state : listeners_) {
     const pool::PoolSnapshot& pool = *state->pool->snapshot();
     spdlog::info("listener started listener={} address={} workers={} pool={} algorithm={} "
-                 "backends={}",
+                 "backends={}{}",
                  state->config.name, state->address.toString(), worker_count_, pool.name(),
-                 toString(pool.algorithm()), pool.backends().size());
+                 toString(pool.algorithm()), pool.backends().size(), modeFields(*state));
   }
   systemd::ready(fmt::format("serving {} listener(s) with {} worker(s)", listeners_.size(),
                               worker_count_));
@@ -303,7 +389,11 @@ std::string Server::reload(std::string_view trigger) {
       if (old_state != nullptr) {
         const bool same_socket = old_state->config.bind == lc.bind &&
                                  old_state->config.protocol == lc.protocol &&
-                                 old_state->config.backlog == lc.backlog;
+                                 old_state->config.backlog == lc.backlog &&
+                                 old_state->config.mode == lc.mode &&
+                                 old_state->config.interface == lc.interface &&
+                                 old_state->config.xdp_attach == lc.xdp_attach &&
+                                 old_state->config.xdp_fallback == lc.xdp_fallback;
         fate = !same_socket ? Fate::Replace
                : old_state->config == lc ? Fate::Keep
                                          : Fate::Change;
@@ -376,6 +466,16 @@ std::string Server::reload(std::string_view trigger) {
         state->config = lc;
         state->address = old->address;
         state->pool = findPool(lc.pool);
+        state->xdp_attach = old->xdp_attach;
+        state->xdp_fallback_reason = old->xdp_fallback_reason;
+        state->xdp = old->xdp;
+        state->xdp_interface = old->xdp_interface;
+        state->xdp_vip_id = old->xdp_vip_id;
+        state->xdp_vip_added = old->xdp_vip_added;
+        if (state->xdp_vip_added) {
+          // Same VIP entry, reprogrammed with a flip: no window without a table.
+          xdp_->updateVip(state->xdp_vip_id, lc, state->pool);
+        }
         for (auto& worker : workers_) {
           worker->replaceState(old, state.get());
         }
@@ -387,6 +487,9 @@ std::string Server::reload(std::string_view trigger) {
       case Fate::Replace:
         for (auto& worker : workers_) {
           worker->retireListener(old);
+        }
+        if (old->xdp_vip_added) {
+          xdp_->removeVip(old->xdp_vip_id);
         }
         retired_listeners_.push_back(take_old());
         ++removed;
@@ -402,6 +505,9 @@ std::string Server::reload(std::string_view trigger) {
     for (auto& worker : workers_) {
       worker->retireListener(old.get());
     }
+    if (old->xdp_vip_added) {
+      xdp_->removeVip(old->xdp_vip_id);
+    }
     spdlog::info("listener stopped listener={} address={} reason=removed_by_reload "
                  "sessions_left={}",
                  old->config.name, old->address.toString(),
@@ -410,6 +516,19 @@ std::string Server::reload(std::string_view trigger) {
     ++removed;
   }
   listeners_ = std::move(listeners);
+  if (xdp_) {
+    try {
+      addXdpVips();
+    } catch (const StartupError& e) {
+      spdlog::error("reload could not program an XDP VIP trigger={} error=\"{}\"", trigger,
+                    quoteEscaped(e.what()));
+    }
+    detachUnusedXdp();
+    xdp_->sync();
+    if (!xdp_->syncing()) {
+      xdp_->startSync(&loop_, kXdpSyncMs);
+    }
+  }
   for (unsigned w = 0; w < worker_count_; ++w) {
     if (!per_worker[w].empty()) {
       workers_[w]->addSockets(std::move(per_worker[w]));
@@ -419,10 +538,10 @@ std::string Server::reload(std::string_view trigger) {
     if (fates[i] == Fate::Add || fates[i] == Fate::Replace) {
       const ListenerState& state = *listeners_[i];
       spdlog::info("listener started listener={} address={} workers={} pool={} algorithm={} "
-                   "backends={}",
+                   "backends={}{}",
                    state.config.name, state.address.toString(), worker_count_,
                    state.pool->name(), toString(state.pool->config().algorithm),
-                   state.pool->config().backends.size());
+                   state.pool->config().backends.size(), modeFields(state));
     }
   }
 
@@ -575,6 +694,9 @@ void Server::closeHandles() {
   }
   if (admin_) {
     admin_->close();
+  }
+  if (xdp_) {
+    xdp_->close();
   }
 }
 

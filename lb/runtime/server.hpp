@@ -68,6 +68,15 @@ class Server {
   std::unique_ptr<ListenerState> bindListener(const ListenerConfig& config, pool::Pool* pool,
                                               std::vector<std::vector<ListenSocket>>& per_worker);
   pool::Pool* findPool(std::string_view name) const;
+  // mode = "xdp": loads the program once, attaches it to the listener's interface and
+  // returns true, or, when XDP is unavailable, says so in one line and returns false to let
+  // the splicer serve the VIP (xdp_fallback = "splicer"); with xdp_fallback = "none" throws
+  // StartupError. The VIP itself is programmed later by addXdpVips, once pools are final.
+  bool attachXdp(ListenerState& state);
+  // Programs the VIP of every attached XDP listener not yet in the maps. Throws StartupError.
+  void addXdpVips();
+  // Detaches from interfaces no XDP listener uses any more.
+  void detachUnusedXdp();
   void startHealth();
   void startWatchdog();
   void startAdmin();
@@ -97,6 +106,7 @@ class Server {
   std::unique_ptr<health::Checker> checker_;
   std::unique_ptr<AccessLog> access_log_;
   std::unique_ptr<admin::AdminServer> admin_;  // Null unless [admin] is configured.
+  std::unique_ptr<xdp::XdpManager> xdp_;       // Null until an XDP listener attaches.
   bool draining_ = false;
   bool stopped_ = false;
   bool handles_open_ = false;

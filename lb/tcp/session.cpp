@@ -14,6 +14,7 @@
 #include "runtime/access_log.hpp"
 #include "runtime/worker.hpp"
 #include "tcp/proxy_header.hpp"
+#include "xdp/xdp_hash.hpp"
 
 namespace fulcrum::tcp {
 
@@ -160,8 +161,12 @@ void Session::begin() {
         local_sa = reinterpret_cast<const sockaddr*>(&local);
       }
     }
-    flow_hash_ = hashFlow(snapshot_->hashKey(), Protocol::Tcp,
-                          reinterpret_cast<const sockaddr*>(&peer_), local_sa);
+    // An XDP listener served by the splicer (fallback) hashes as the kernel would, so its
+    // flows land where the XDP program would have sent them.
+    const auto* client = reinterpret_cast<const sockaddr*>(&peer_);
+    flow_hash_ = listener_.config.mode == ListenerMode::Xdp
+                     ? xdp::xdpFlowHash(snapshot_->hashKey(), Protocol::Tcp, client, local_sa)
+                     : hashFlow(snapshot_->hashKey(), Protocol::Tcp, client, local_sa);
   }
 
   connectNext();

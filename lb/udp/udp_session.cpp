@@ -14,6 +14,7 @@
 #include "fulcrum/log.hpp"
 #include "runtime/access_log.hpp"
 #include "udp/udp_listener.hpp"
+#include "xdp/xdp_hash.hpp"
 
 namespace fulcrum::udp {
 
@@ -60,9 +61,13 @@ Session* Listener::openSession(const ClientKey& key, const sockaddr* client,
   const sockaddr* local_sa = local.address.ss_family != AF_UNSPEC
                                  ? reinterpret_cast<const sockaddr*>(&local.address)
                                  : state_->address.sa();
-  const uint64_t flow_hash = isHashing(snapshot->algorithm())
-                                 ? hashFlow(snapshot->hashKey(), Protocol::Udp, client, local_sa)
-                                 : 0;
+  // An XDP listener served by the splicer (fallback) hashes as the kernel would.
+  uint64_t flow_hash = 0;
+  if (isHashing(snapshot->algorithm())) {
+    flow_hash = state_->config.mode == ListenerMode::Xdp
+                    ? xdp::xdpFlowHash(snapshot->hashKey(), Protocol::Udp, client, local_sa)
+                    : hashFlow(snapshot->hashKey(), Protocol::Udp, client, local_sa);
+  }
   const uint32_t index = snapshot->pick(flow_hash, {});
   if (index == pool::kNoBackend) {
     stats_->sessions.fetch_sub(1, std::memory_order_relaxed);
