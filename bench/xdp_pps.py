@@ -171,6 +171,7 @@ def main():
 
 def write_results(path, xdp, splicer, a):
     ratio = xdp["received_pps"] / splicer["received_pps"] if splicer["received_pps"] else 0
+    load = os.getloadavg()[0]
     section = f"""## XDP fast path
 
 `sudo bench/xdp_pps.py --seconds {a.seconds:g}`, {time.strftime('%Y-%m-%d')}, one run. Namespace
@@ -179,7 +180,8 @@ shared by everything). The client floods the VIP with 18-byte UDP datagrams from
 ports with one `sendmmsg` core (`bench/udp_flood`); packets are counted where they arrive, in
 the backends' kernels (IP InReceives). XDP: native on the balancer's veth, IPIP to the
 backends, decapsulated there by `fulcrum_decap.bpf.o`. Splicer: the same pool served by a
-UDP listener with `workers = {a.splicer_workers}`.
+UDP listener with `workers = {a.splicer_workers}`. Load average (1 min) when the run ended:
+{load:.2f}; other work on the machine lowers every figure below.
 
 | path | client sent pps | backends received pps | received / sent |
 |---|---|---|---|

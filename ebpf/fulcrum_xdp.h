@@ -1,13 +1,15 @@
-/* Map layouts and the flow hash shared by the XDP program (ebpf/fulcrum_xdp.bpf.c)
- * and the control plane (lb/xdp/). Both sides include this one header, so a field
- * added here is seen by both or the build breaks.
+/* Map layouts and the flow hash shared by the XDP program
+ * (ebpf/fulcrum_xdp.bpf.c) and the control plane (lb/xdp/). Both sides
+ * include this one header, so a field added here is seen by both or the
+ * build breaks.
  *
- * Byte order: addresses and ports are kept exactly as on the wire (network order);
- * counters and indices are host order. An IPv4 address sits in addr[0], the other
- * three words zero.
+ * Byte order: addresses and ports are kept exactly as on the wire (network
+ * order); counters and indices are host order. An IPv4 address sits in
+ * addr[0], the other three words zero.
  *
- * Slot 0 of the backend table is never a real backend: BPF arrays start zeroed, so
- * a Maglev entry or a connection entry that was never written reads as "none".
+ * Slot 0 of the backend table is never a real backend: BPF arrays start
+ * zeroed, so a Maglev entry or a connection entry that was never written
+ * reads as "none".
  */
 #ifndef FULCRUM_EBPF_FULCRUM_XDP_H
 #define FULCRUM_EBPF_FULCRUM_XDP_H

@@ -399,6 +399,13 @@ void writeXdp(Writer& w, const StatusView& view) {
     }
   }
 
+  w.family("fulcrum_xdp_tables_programmed_total", "counter",
+           "Maglev tables written to the kernel and flipped in (startup, health, reload).");
+  w.sample("fulcrum_xdp_tables_programmed_total", {}, manager->programmedTotal());
+  w.family("fulcrum_xdp_table_program_failures_total", "counter",
+           "Table updates the kernel refused; the VIP kept its previous table.");
+  w.sample("fulcrum_xdp_table_program_failures_total", {}, manager->programFailTotal());
+
   w.family("fulcrum_xdp_events_total", "counter",
            "XDP program outcomes across all VIPs: pass, tx, redirect, conn_hit, conn_new and "
            "one drop_* per drop reason.");

@@ -165,6 +165,13 @@ def test_tcp_and_udp_served_by_backends_directly():
         assert x["program_events_total"]["tx"] == r["sent_packets"]
         drops = sum(v for k, v in x["program_events_total"].items() if k.startswith("drop_"))
         assert drops == 0, x
+
+        metrics = subprocess.run(["curl", "-s", "--unix-socket", bed.admin_socket,
+                                  "http://localhost/metrics"],
+                                 check=True, stdout=subprocess.PIPE, text=True).stdout
+        assert f'fulcrum_xdp_packets_total{{listener="vip"}} {r["sent_packets"]}' in metrics
+        assert 'fulcrum_xdp_listener_info{listener="vip",' in metrics
+        assert 'fulcrum_xdp_events_total{event="drop_no_neigh"} 0' in metrics
     finally:
         bed.close()
 

@@ -107,9 +107,12 @@ class Topology:
            "sec", "xdp", ns=self.switch)
 
     def resolve_neighbours(self):
-        """Pings each backend from the balancer so the XDP FIB lookups find their MACs."""
-        for ip in self.backend_ips:
-            sh("ping", "-c", "1", "-W", "1", ip, ns=self.balancer, check=False)
+        """Permanent neighbour entries for the backends on the balancer, so the XDP FIB
+        lookups find their MACs from the first packet (health checks would resolve them too,
+        but only once they have run)."""
+        for ns, ip in zip(self.backends, self.backend_ips):
+            sh("ip", "neigh", "replace", ip, "lladdr", self.macs[ns], "dev",
+               self.dev(self.balancer), "nud", "permanent", ns=self.balancer)
 
     def remove(self):
         for ns in reversed(self._made):

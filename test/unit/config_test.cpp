@@ -249,7 +249,8 @@ bind = "127.0.0.1:8080"
 pool = "web"
 )") == "x.toml:2:8: unknown key \"nmae\" in [[listener]] #1; did you mean \"name\"? allowed "
        "keys: name, bind, protocol, pool, connect_timeout, idle_timeout, max_connections, "
-       "backlog, replies, max_sessions, table_full");
+       "backlog, replies, max_sessions, table_full, mode, interface, xdp_attach, "
+       "xdp_fallback");
   CHECK(errorOf(R"(
 [[listener]]
 name = "web"
@@ -257,7 +258,8 @@ bnd = "127.0.0.1:8080"
 pool = "web"
 )") == "x.toml:3:7: unknown key \"bnd\" in listener \"web\"; did you mean \"bind\"? allowed "
        "keys: name, bind, protocol, pool, connect_timeout, idle_timeout, max_connections, "
-       "backlog, replies, max_sessions, table_full");
+       "backlog, replies, max_sessions, table_full, mode, interface, xdp_attach, "
+       "xdp_fallback");
 }
 
 // Names end up in log fields and metric labels, so their characters are limited.
