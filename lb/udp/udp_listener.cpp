@@ -60,6 +60,10 @@ void Listener::start() {
   poll_.data = this;
   uv_timer_init(worker_.loop(), &sweep_timer_);
   sweep_timer_.data = this;
+  uv_check_init(worker_.loop(), &flush_check_);
+  flush_check_.data = this;
+  uv_check_start(&flush_check_, onFlush_cb);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&flush_check_));
 
   startSweep();
   uv_poll_start(&poll_, UV_READABLE, onReadable_cb);
@@ -109,6 +113,7 @@ void Listener::close() {
   }
   open_ = false;
   accepting_ = false;
+  flushReplies();
 
   while (SessionNode* node = table_.oldest()) {
     endSession(*static_cast<Session*>(node), EndReason::Shutdown);
@@ -117,6 +122,7 @@ void Listener::close() {
   // The handles live in this object, which the worker destroys only after its loop ended.
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sweep_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&flush_check_), nullptr);
   ::close(fd_);
   fd_ = -1;
 }
@@ -180,6 +186,8 @@ void Listener::onSweep_cb(uv_timer_t* handle) {
 }
 
 void Listener::onReadable() {
+  // Queued replies live in the batch this receive is about to overwrite.
+  flushReplies();
   for (int round = 0; round < kMaxBatchesPerWakeup && open_; ++round) {
     mmsghdr* headers = batch_->prepareReceive(wildcard_);
     const int n = ::recvmmsg(fd_, headers, DatagramBatch::kCapacity, MSG_DONTWAIT, nullptr);

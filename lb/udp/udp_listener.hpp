@@ -71,6 +71,7 @@ class Listener {
   static void onSweep_cb(uv_timer_t* handle);
   static void onBackendReadable_cb(uv_poll_t* handle, int status, int events);
   static void onSessionClosed_cb(uv_handle_t* handle);
+  static void onFlush_cb(uv_check_t* handle);
 
   // Client side (udp_listener.cpp).
   void onReadable();
@@ -95,7 +96,14 @@ class Listener {
   // message not sent and sets *error (0 when all were sent).
   unsigned sendToBackend(Session& session, unsigned first, unsigned count, int* error);
   void onBackendReadable(Session& session, int status);
-  void forwardReplies(Session& session, unsigned count);
+  // Queues the replies in batch messages [first, first + count) for the client; they leave
+  // in flushReplies, together with the replies of every other session read in the same
+  // loop iteration: one sendmmsg on the listener socket instead of one per session.
+  void forwardReplies(Session& session, unsigned first, unsigned count);
+  // Sends the queued replies. Runs in the loop's check phase (after all I/O callbacks of an
+  // iteration, before closed sessions are freed, so the queued headers still point at live
+  // sessions), when the batch is full, and before anything else reuses the batch.
+  void flushReplies();
   void onBackendUnreachable(Session& session);
   void endSession(Session& session, EndReason reason);
 
@@ -108,6 +116,9 @@ class Listener {
   uint64_t idle_ms_;
   uv_poll_t poll_;
   uv_timer_t sweep_timer_;
+  uv_check_t flush_check_;
+  unsigned pending_in_ = 0;   // Batch receive slots holding queued replies.
+  unsigned pending_out_ = 0;  // Queued reply messages in batch_->out().
   bool started_ = false;
   bool open_ = false;
   bool accepting_ = false;  // New clients get a session.

@@ -280,9 +280,14 @@ void Listener::onBackendReadable(Session& session, int status) {
   }
 
   for (int round = 0; round < kMaxReplyBatchesPerWakeup; ++round) {
+    if (pending_in_ == DatagramBatch::kCapacity) {
+      flushReplies();
+    }
+    // Receive after the slots that hold queued replies of other sessions.
+    const unsigned first = pending_in_;
+    const unsigned room = DatagramBatch::kCapacity - first;
     mmsghdr* headers = batch_->prepareReceive(false);
-    const int n = ::recvmmsg(session.fd, headers, DatagramBatch::kCapacity, MSG_DONTWAIT,
-                             nullptr);
+    const int n = ::recvmmsg(session.fd, headers + first, room, MSG_DONTWAIT, nullptr);
     if (n < 0) {
       if (errno == EINTR) {
         continue;
@@ -298,30 +303,32 @@ void Listener::onBackendReadable(Session& session, int status) {
       return;
     }
 
-    forwardReplies(session, static_cast<unsigned>(n));
-    if (session.ending || static_cast<unsigned>(n) < DatagramBatch::kCapacity) {
+    forwardReplies(session, first, static_cast<unsigned>(n));
+    if (session.ending || static_cast<unsigned>(n) < room) {
       return;
     }
   }
 }
 
-void Listener::forwardReplies(Session& session, unsigned count) {
+void Listener::forwardReplies(Session& session, unsigned first, unsigned count) {
   mmsghdr* out = batch_->out();
   unsigned ready = 0;
   uint64_t bytes = 0;
 
-  for (unsigned i = 0; i < count; ++i) {
+  for (unsigned i = first; i < first + count; ++i) {
     const mmsghdr& in = batch_->received(i);
     if (in.msg_hdr.msg_flags & MSG_TRUNC) {
       noteDrop(Drop::Truncated, 1, reinterpret_cast<const sockaddr*>(&session.client));
       continue;
     }
-    iovec* iov = batch_->iov(ready);
+    // Out slots never run ahead of in slots (pending_out_ <= pending_in_), so slot
+    // pending_out_ is free and its iovecs point at no other queued reply.
+    iovec* iov = batch_->iov(pending_out_);
     iov[0].iov_base = batch_->data(i);
     iov[0].iov_len = in.msg_len;
     bytes += in.msg_len;
 
-    msghdr& h = out[ready].msg_hdr;
+    msghdr& h = out[pending_out_].msg_hdr;
     h = msghdr{};
     h.msg_name = &session.client;
     h.msg_namelen = session.client_len;
@@ -331,24 +338,10 @@ void Listener::forwardReplies(Session& session, unsigned count) {
       h.msg_control = session.reply_control;
       h.msg_controllen = session.reply_control_len;
     }
+    ++pending_out_;
     ++ready;
   }
-
-  unsigned next = 0;
-  while (next < ready) {
-    const int n = ::sendmmsg(fd_, out + next, ready - next, 0);
-    if (n > 0) {
-      next += static_cast<unsigned>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    const int error = n == 0 ? EAGAIN : errno;
-    const unsigned dropped = isBackpressure(error) ? ready - next : 1;
-    noteDrop(Drop::ClientSendError, dropped, reinterpret_cast<const sockaddr*>(&session.client));
-    next += dropped;
-  }
+  pending_in_ += count;
 
   session.replies += count;
   session.bytes_from_backend += bytes;
@@ -369,6 +362,34 @@ void Listener::forwardReplies(Session& session, unsigned count) {
   if (expected != 0 && session.replies >= session.requests * expected) {
     endSession(session, EndReason::RepliesDone);
   }
+}
+
+void Listener::onFlush_cb(uv_check_t* handle) {
+  static_cast<Listener*>(handle->data)->flushReplies();
+}
+
+void Listener::flushReplies() {
+  mmsghdr* out = batch_->out();
+  unsigned next = 0;
+  while (next < pending_out_) {
+    const int n = ::sendmmsg(fd_, out + next, pending_out_ - next, 0);
+    if (n > 0) {
+      next += static_cast<unsigned>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    // A full socket buffer drops the rest; any other error, this one reply only.
+    const int error = n == 0 ? EAGAIN : errno;
+    const unsigned last = isBackpressure(error) ? pending_out_ : next + 1;
+    for (; next < last; ++next) {
+      noteDrop(Drop::ClientSendError, 1,
+               reinterpret_cast<const sockaddr*>(out[next].msg_hdr.msg_name));
+    }
+  }
+  pending_in_ = 0;
+  pending_out_ = 0;
 }
 
 void Listener::onBackendUnreachable(Session& session) {
