@@ -151,5 +151,36 @@ def test_outputs_are_written():
     assert "time to detect" in md and "failover.svg" in md
 
 
+# Scenario files are validated like the main config: the file, the line, the key, what was
+# found and what is allowed; exit 2 and nothing started.
+def test_bad_scenarios_are_refused_with_file_and_line():
+    d = tmpdir("fulcrum-failover-scenarios-")
+    cases = {
+        "typo.toml": ('[scenario]\nfaults = ["kill"]\n\n[health]\nfalll = 3\n',
+                      "typo.toml:5: [health] falll: unknown key; keys of [health] are:"),
+        "fault.toml": ('[scenario]\nfaults = ["zap"]\n',
+                       "fault.toml:2: [scenario] faults: found ['zap']; expected"),
+        "order.toml": ('[scenario]\nfault_at = "5s"\nheal_at = "4s"\n',
+                       "order.toml:3: [scenario] heal_at: fault_at (5s) < heal_at (4s)"),
+        "duration.toml": ('[health]\ninterval = "fast"\n',
+                          'duration.toml:2: [health] interval: found \'fast\'; expected a '
+                          'duration such as "150ms"'),
+        "udp.toml": ('[scenario]\ntargets = ["haproxy"]\n[load]\nkind = "udp_rr"\n',
+                     "HAProxy does not proxy UDP"),
+        "redis.toml": ('[scenario]\nfaults = ["refuse"]\n[backends]\nkind = "redis"\n',
+                       "refuse cannot be applied to redis backends"),
+        "table.toml": ("[bogus]\nx = 1\n", "table.toml:1: unknown table or key [bogus]"),
+    }
+    for name, (text, expected) in cases.items():
+        path = os.path.join(d, name)
+        with open(path, "w") as f:
+            f.write(text)
+        proc = subprocess.run([sys.executable, BENCH, "failover", path, "--check"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, (name, proc.returncode, proc.stderr)
+        assert expected in proc.stderr and len(proc.stderr.splitlines()) == 1, \
+            (name, proc.stderr)
+
+
 if __name__ == "__main__":
     run_tests(globals())
