@@ -54,6 +54,9 @@ def _majority(names: list[str]) -> str | None:
 def figures(scenario, target, samples, broken, lag_ns, t0_ns, end_ns, fault_ns, heal_ns, events,
             failed: str, record: dict | None) -> dict:
     downs = sorted((t, why) for t, e, why in events if e == "down" and t >= fault_ns)
+    # A down before the fault is a false one (a probe timing out on a starved machine, say):
+    # the run then measures that, not the fault, and says so.
+    false_downs = sum(1 for t, e, _ in events if e == "down" and t < fault_ns)
     ups = [t for t, e, _ in events if e == "up" and t >= heal_ns]
     down_ns, down_reason = downs[0] if downs else (None, None)
     up_ns = min(ups) if ups else None
@@ -105,6 +108,7 @@ def figures(scenario, target, samples, broken, lag_ns, t0_ns, end_ns, fault_ns, 
         "detect_bound_ms": bound_ms,
         "detect_within_bound": detect_ms is not None and detect_ms <= bound_ms,
         "down_reason": down_reason,
+        "false_downs_before_fault": false_downs,
         "failed_requests": len(failures),
         "failed_by_kind": dict(by_kind),
         "failed_connections": len(broken) if scenario.load == "tcp_stream" else len(failures),

@@ -33,6 +33,21 @@ def mono_ns() -> int:
     return time.monotonic_ns()
 
 
+def _process_tree(root: int) -> list[int]:
+    """root and its descendants, parents before children, from /proc."""
+    out, queue = [], [root]
+    while queue:
+        pid = queue.pop(0)
+        out.append(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    queue += [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+    return out
+
+
 class Proc:
     """A child process whose output lines are read by a thread and stamped on arrival with
     CLOCK_MONOTONIC, the clock Fulcrum's failover record uses too."""
@@ -85,22 +100,25 @@ class Proc:
                 self._cond.wait(left)
 
     def signal(self, signum: int):
-        """Signals the whole process group (the child leads its own session): PostgreSQL
-        serves each client from a process of its own, and a fault must reach them all."""
-        if self.popen.poll() is None:
+        """Signals the child and every process below it, parent first (a stopped parent
+        forks no more). PostgreSQL serves each session from a process of its own that
+        leaves the postmaster's process group (setsid), so a group signal would miss them."""
+        if self.popen.poll() is not None:
+            return
+        for pid in _process_tree(self.popen.pid):
             try:
-                os.killpg(self.popen.pid, signum)
+                os.kill(pid, signum)
             except ProcessLookupError:
                 pass
 
     def stop(self, timeout: float = 3.0):
         if self.popen.poll() is None:
             try:
-                os.killpg(self.popen.pid, signal.SIGCONT)  # A hung server cannot take SIGTERM.
-                os.killpg(self.popen.pid, signal.SIGTERM)
+                self.signal(signal.SIGCONT)  # A hung server cannot take SIGTERM.
+                os.kill(self.popen.pid, signal.SIGTERM)
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.signal(signal.SIGKILL)
                 self.popen.wait(timeout)
             except ProcessLookupError:
                 pass

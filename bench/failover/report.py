@@ -37,6 +37,7 @@ ROWS = [
     ("detection bound from the config ¹", "detect_bound_ms", " ms"),
     ("within bound", "detect_within_bound", ""),
     ("marked down by", "down_reason", ""),
+    ("false downs before the fault", "false_downs_before_fault", ""),
     ("failed requests (after the fault)", "failed_requests", ""),
     ("failed connections", "failed_connections", ""),
     ("first failed request starts", "first_failure_ms", " ms"),

@@ -130,8 +130,11 @@ def run_one(s, target: str, fault: str, tools: dict, out_dir: Path, verbose: boo
             failed_key = f"{failed.host}:{failed.udp_port if s.load == 'udp_rr' else failed.port}"
             failovers = dep.front.failovers()
             events = dep.front.events(failed_key)
+            # The record of this fault: down after it, or already open when it came (then
+            # false_downs_before_fault in the figures says the run is disturbed).
             records = [r for r in failovers["failovers"] if r["backend"] == failed_key
-                       and r["down_mono_ns"] >= fault_ns]
+                       and (r["down_mono_ns"] >= fault_ns or not r["up_mono_ns"]
+                            or r["up_mono_ns"] >= fault_ns)]
             record = records[0] if records else None
         else:
             failovers, record = None, None
