@@ -19,31 +19,14 @@
 
 #include "balance/ring_hash.hpp"
 #include "config/prescan.hpp"
+#include "config_test_util.hpp"
 #include "fulcrum/config.hpp"
 
 using namespace fulcrum;
+using fulcrum::config_testing::errorOf;
+using fulcrum::config_testing::toml;
 
 namespace {
-
-// Inline configs start on the line after R"( so their line numbers read naturally in the
-// source; drop that first newline.
-std::string toml(std::string_view text) {
-  if (!text.empty() && text.front() == '\n') {
-    text.remove_prefix(1);
-  }
-  return std::string(text);
-}
-
-// The ConfigError message for text, or "(accepted)" so a wrongly accepted config fails with
-// a readable diff.
-std::string errorOf(std::string_view text) {
-  try {
-    parseConfig(toml(text), "x.toml");
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "(accepted)";
-}
 
 // A valid listener and pool, appended after the part under test so that part keeps its line
 // numbers.

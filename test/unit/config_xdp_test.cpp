@@ -2,27 +2,13 @@
 
 #include <string>
 
+#include "config_test_util.hpp"
 #include "fulcrum/config.hpp"
 
 using namespace fulcrum;
+using fulcrum::config_testing::errorOf;
 
 namespace {
-
-std::string toml(std::string_view text) {
-  if (!text.empty() && text.front() == '\n') {
-    text.remove_prefix(1);
-  }
-  return std::string(text);
-}
-
-std::string errorOf(std::string_view text) {
-  try {
-    parseConfig(toml(text), "x.toml");
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "(accepted)";
-}
 
 // An XDP listener on lines 1..; the pool follows. Line numbers in the expected messages
 // count from here.
