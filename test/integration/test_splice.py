@@ -322,5 +322,121 @@ def test_resets_mid_bulk_release_everything():
     fulcrum.stop()
 
 
+# --- Close paths with bytes parked in pipes ------------------------------------------------
+# Each flow below is stuck in both directions: client and backend each read 4 MB, then stop
+# reading while the other keeps sending, so both pipes hold bytes. The session then ends by
+# idle timeout, by on_down = "close" or by shutdown; every descriptor must go (a pipe with
+# bytes in it must be closed, not pooled: the fresh flow afterwards checks that).
+
+def stuck_handler(conn, backend):
+    try:
+        recv_all(conn, 4 * MB)
+        send_blocks(conn, 51, 64 * MB)
+        backend.report("sent all")
+    except OSError as e:
+        backend.report(type(e).__name__)
+
+
+def open_stuck_flows(fulcrum, n):
+    flows = []
+    for i in range(n):
+        s = connect(fulcrum.addr("front"), timeout=30)
+
+        def upload(sock=s, seed=60 + i):
+            try:
+                send_blocks(sock, seed, 64 * MB)
+            except OSError:
+                pass
+
+        t = threading.Thread(target=upload, daemon=True)
+        t.start()
+        got, _ = recv_all(s, 4 * MB)
+        check(got == 4 * MB, f"stuck flow {i}: only {got} bytes before stalling", fulcrum)
+        flows.append((s, t))
+    return flows
+
+
+def close_stuck_flows(fulcrum, backend, flows, timeout=10):
+    for _ in flows:
+        r = backend.result(timeout=timeout, what="backend send outcome")
+        check(r in ("ConnectionResetError", "BrokenPipeError"),
+              f"backend send ended with {r} when the session was closed", fulcrum)
+    for s, t in flows:
+        t.join(timeout)
+        check(not t.is_alive(), "client upload still blocked after the session closed",
+              fulcrum)
+        s.close()
+
+
+def stuck_config(backend, pool_extra="", health=None, idle="30s", drain="5s"):
+    lines = ["[global]", f"workers = {WORKERS}", 'log_level = "info"',
+             f'drain_timeout = "{drain}"', "", "[[listener]]", 'name = "front"',
+             'bind = "127.0.0.1:0"', 'pool = "front"', f'idle_timeout = "{idle}"', "",
+             "[pool.front]", 'algorithm = "round_robin"', "retries = 0", pool_extra,
+             f'backends = [ {{ address = "{backend.address}"'
+             + (f", health = {{ port = {health.backend.port} }}" if health else "") + " } ]"]
+    if health is not None:
+        lines += ["", "[pool.front.health]", 'type = "tcp"', 'interval = "200ms"',
+                  'timeout = "100ms"', "rise = 1", "fall = 1"]
+    return "\n".join(lines) + "\n"
+
+
+def check_clean_after(fulcrum, backend, baseline):
+    pid = fulcrum.proc.pid
+    check(wait_fds(pid, baseline + POOLED_FDS),
+          f"fds {fd_count(pid)} > baseline {baseline} + {POOLED_FDS} pooled", fulcrum)
+    backend.handler = exchange_handler(16 * MB)
+    for seed in (70, 71, 72, 73):
+        out = {}
+        run_exchange(fulcrum.addr("front"), seed, 16 * MB, 16 * MB, out)
+        check_exchange(fulcrum, backend, [seed], 16 * MB, 16 * MB, out)
+
+
+def test_idle_timeout_with_full_pipes():
+    backend = Backend(stuck_handler)
+    fulcrum = Fulcrum(stuck_config(backend, idle="1s"))
+    pid = fulcrum.proc.pid
+    baseline, pipes_before = fd_count(pid), pipe_count(pid)
+    flows = open_stuck_flows(fulcrum, 3)
+    check(pipe_count(pid) >= pipes_before + 2 * 3, "stuck flows hold no pipes", fulcrum)
+    close_stuck_flows(fulcrum, backend, flows)
+    check_clean_after(fulcrum, backend, baseline)
+    fulcrum.stop()
+
+
+class _CheckPort:
+    def __init__(self):
+        self.backend = Backend(lambda conn, b: None)
+
+
+def test_on_down_close_with_full_pipes():
+    backend = Backend(stuck_handler)
+    health = _CheckPort()
+    fulcrum = Fulcrum(stuck_config(backend, pool_extra='on_down = "close"', health=health))
+    pid = fulcrum.proc.pid
+    baseline, pipes_before = fd_count(pid), pipe_count(pid)
+    flows = open_stuck_flows(fulcrum, 3)
+    check(pipe_count(pid) >= pipes_before + 2 * 3, "stuck flows hold no pipes", fulcrum)
+    ups = fulcrum.count_log(r" backend up pool=front backend=")
+    health.backend.kill()
+    fulcrum.wait_log(r"sessions closed for backend down", timeout=5)
+    close_stuck_flows(fulcrum, backend, flows)
+    # Back up, so the fresh flows have a backend.
+    health.backend = Backend(lambda conn, b: None, port=health.backend.port)
+    fulcrum.wait_for(lambda: fulcrum.count_log(r" backend up pool=front backend=") > ups, 5,
+                     "backend up again")
+    check_clean_after(fulcrum, backend, baseline)
+    fulcrum.stop()
+
+
+def test_shutdown_with_full_pipes():
+    backend = Backend(stuck_handler)
+    fulcrum = Fulcrum(stuck_config(backend, drain="500ms"))
+    flows = open_stuck_flows(fulcrum, 3)
+    code = fulcrum.stop()
+    check(code == 0, f"fulcrum exited {code} after aborting stuck sessions", fulcrum)
+    close_stuck_flows(fulcrum, backend, flows)
+
+
 if __name__ == "__main__":
     run_tests(globals())
