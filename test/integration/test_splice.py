@@ -148,8 +148,10 @@ def check_exchange(fulcrum, backend, seeds, up, down, out):
 
 
 def test_concurrent_bulk_both_ways_and_access_log():
-    up = down = 24 * MB
-    seeds = list(range(1, 7))
+    # 12 flows, both directions bulky: about 12 pipes per worker, more than the pool keeps,
+    # so the pool's overflow (pipes closed on release) is taken too.
+    up = down = 16 * MB
+    seeds = list(range(1, 13))
     backend = Backend(exchange_handler(down))
     access = os.path.join(tmpdir(), "access.log")
     fulcrum = start(backend, access)
