@@ -84,12 +84,14 @@ def test_passive_detection_then_cooldown():
     check(served == {"live": 10}, f"every request is served by live: {served}", f)
     m = f.wait_log(rf"backend down pool=front backend={dead_addr} reason=passive "
                    r"failures=(\d+) recovery=cooldown", timeout=2)
-    # Two workers may each fail a connect before the control plane acts on the report, so
-    # the count is passive_failures or a little more, never less.
+    # Connects refused in microseconds can outrun the control plane's reaction to the report
+    # (5 within 4 ms seen under ASan on a loaded machine), so the count is passive_failures
+    # or more, never less, and bounded only by the flows sent; the check below then proves
+    # that no connect follows the mark-down.
     failures = f.count_log(fail_line)
-    check(2 <= int(m.group(1)) <= failures <= 4,
-          f"passive_failures=2 failed connects (one more per racing worker) took it down, "
-          f"saw {failures}, logged {m.group(1)}", f)
+    check(2 <= int(m.group(1)) <= failures <= 10,
+          f"passive_failures=2 failed connects (or more, racing the control plane) took it "
+          f"down, saw {failures}, logged {m.group(1)}", f)
     served = spread(f, 20)
     check(served == {"live": 20}, f"live serves while dead is down: {served}", f)
     check(f.count_log(fail_line) == failures,
