@@ -194,10 +194,17 @@ class Pool {
   // rebuild() (the health checker does) to publish.
   void update(const PoolConfig& next);
 
-  // Control plane: publishes a rebuilt snapshot; flows picked from here on see it.
+  // Control plane: publishes a rebuilt snapshot; flows picked from here on see it. Then runs
+  // the publish hook, so state kept outside the workers (the XDP tables) follows at once.
   void publish(std::shared_ptr<const PoolSnapshot> snapshot) {
     snapshot_.store(std::move(snapshot), std::memory_order_release);
+    if (on_publish_) {
+      on_publish_();
+    }
   }
+
+  // Control plane: the hook publish() runs after each new snapshot; replaces any earlier one.
+  void setOnPublish(std::function<void()> hook) { on_publish_ = std::move(hook); }
 
   // Called by workers: a flow found no backend / a flow reached one. Each returns true only
   // for the call that flips the state, so exactly one line is logged per transition.
@@ -217,6 +224,7 @@ class Pool {
   std::atomic<bool> unavailable_{false};
   std::atomic<uint32_t> passive_threshold_{0};
   std::function<void()> notify_;
+  std::function<void()> on_publish_;
 };
 
 }  // namespace fulcrum::pool

@@ -26,9 +26,9 @@ namespace {
 // Interval at which a drain checks whether every session has finished.
 constexpr uint64_t kDrainTickMs = 50;
 
-// How often the XDP maps are compared with the pools' snapshots; a health change reaches the
-// kernel within this time.
-constexpr uint64_t kXdpSyncMs = 50;
+// A health change reaches the XDP maps at once through the pools' publish hook; this timer
+// only retries a map update that failed then.
+constexpr uint64_t kXdpSyncMs = 1000;
 
 // " mode=xdp attach=native interface=eth0" for log lines about a listener, or "".
 std::string modeFields(const ListenerState& state) {

@@ -119,7 +119,12 @@ XdpManager::XdpManager() : program_(XdpProgram::load()) {
   generations_.assign(FULCRUM_XDP_MAX_BACKENDS, 0);
 }
 
-XdpManager::~XdpManager() = default;
+XdpManager::~XdpManager() {
+  // Pools outlive the manager (declared before it in Server); none may call into it after.
+  for (auto& vip : vips_) {
+    vip->pool->setOnPublish(nullptr);
+  }
+}
 
 std::string XdpManager::attach(const Interface& interface, const ListenerConfig& config) {
   return program_->attach(interface.ifindex, config.interface, config.xdp_attach);
@@ -154,6 +159,7 @@ uint32_t XdpManager::addVip(const ListenerConfig& config, pool::Pool* pool,
   vip->value.active = 1;
 
   program(*vip, pool->snapshot());
+  pool->setOnPublish([this] { sync(); });
 
   const uint32_t one = 1;
   if (bpf_map_update_elem(program_->vipAddrsFd(), &vip->addr, &one, BPF_ANY) != 0) {
@@ -174,6 +180,7 @@ void XdpManager::updateVip(uint32_t id, const ListenerConfig& config, pool::Pool
   vip->pool = pool;
   vip->value.hash_key = hashKeyCode(pool->config().hash_key);
   program(*vip, pool->snapshot());
+  pool->setOnPublish([this] { sync(); });
 }
 
 void XdpManager::removeVip(uint32_t id) {
@@ -225,6 +232,9 @@ void XdpManager::startSync(uv_loop_t* loop, uint64_t interval_ms) {
 }
 
 void XdpManager::close() {
+  for (auto& vip : vips_) {
+    vip->pool->setOnPublish(nullptr);
+  }
   if (timer_open_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&sync_timer_), nullptr);
     timer_open_ = false;

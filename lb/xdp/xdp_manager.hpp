@@ -66,7 +66,8 @@ class XdpManager {
   std::string attach(const Interface& interface, const ListenerConfig& config);
 
   // Adds the listener's VIP, programmed from the pool's current snapshot before it becomes
-  // visible to the program. Returns the VIP id. Throws XdpError (no free VIP id, map update
+  // visible to the program, and hooks sync() to the pool's publish so every later snapshot
+  // (health change, operator action, reload) reaches the kernel at once. Returns the VIP id. Throws XdpError (no free VIP id, map update
   // refused).
   uint32_t addVip(const ListenerConfig& config, pool::Pool* pool, const Interface& interface);
 
@@ -82,9 +83,11 @@ class XdpManager {
   // VIP keeps its previous table.
   size_t sync();
 
-  // Calls sync() every interval on loop until close().
+  // Calls sync() every interval on loop until close(): the retry for a programming that
+  // failed at publish time (the publish hook does the normal updates).
   void startSync(uv_loop_t* loop, uint64_t interval_ms);
   bool syncing() const { return timer_open_; }
+  // Stops the timer and unhooks the pools.
   void close();
 
   XdpCounter vipCounter(uint32_t id) const { return program_->vipCounter(id); }
