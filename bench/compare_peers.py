@@ -34,20 +34,31 @@ PROXIES = ("fulcrum", "haproxy", "nginx")
 LISTENERS = {"bulk": "tcp", "echo": "tcp", "close": "tcp", "http": "tcp", "redis": "tcp",
              "udp": "udp"}
 WORKERS = 2  # Threads / workers of every proxy: one per core of the 2-core bench machine.
+# What --only can choose, in the order a round runs them (memory runs first, once).
+METRICS = ("memory", "bulk1", "bulk4", "rate", "wrk", "redis", "udp-rr", "udp-flood")
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--build", default=os.path.join(ROOT, "build"))
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--build", default=os.path.join(ROOT, "build"),
+                   help="build folder holding fulcrum and bench/fulcrum-loadgen")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved rounds; each metric's median is over them")
     p.add_argument("--seconds", type=float, default=3.0, help="duration of each timed load")
     p.add_argument("--requests", type=int, default=100000, help="redis-benchmark -n")
-    p.add_argument("--idle", default="1000,9000", help="idle connection counts to measure")
+    p.add_argument("--idle", default="1000,9000",
+                   help="comma-separated idle connection counts for the memory metric")
     p.add_argument("--json", help="also write every sample and median to this file")
     p.add_argument("--smoke", action="store_true",
                    help="one round, tiny durations and counts: checks that everything runs")
-    p.add_argument("--only", default="", help="comma-separated metric prefixes to run")
+    p.add_argument("--only", default="",
+                   help="comma-separated prefixes of the metrics to run: "
+                        + ", ".join(METRICS))
     args = p.parse_args()
+    args.only_list = [o.strip() for o in args.only.split(",") if o.strip()]
+    unknown = [o for o in args.only_list if not any(m.startswith(o) for m in METRICS)]
+    if unknown:
+        p.error(f"--only {','.join(unknown)} matches no metric; metrics: {', '.join(METRICS)}")
     if args.smoke:
         args.rounds, args.seconds, args.requests, args.idle = 1, 1.0, 2000, "50,100"
     args.idle_counts = [int(n) for n in args.idle.split(",") if n]
@@ -351,7 +362,7 @@ def metric_plan(bench):
             ("redis", bench.redis, PEERS),
             ("udp-rr", bench.udp_rr, udp_peers),
             ("udp-flood", bench.udp_flood, udp_peers)]
-    only = [o for o in bench.args.only.split(",") if o]
+    only = bench.args.only_list
     return [m for m in plan if not only or any(m[0].startswith(o) for o in only)]
 
 
@@ -458,8 +469,8 @@ def main():
 
     # Idle memory first, while every proxy is fresh, so earlier loads do not inflate the
     # baseline; the proxies only, since direct has no proxy process to measure.
-    only = [o for o in args.only.split(",") if o]
-    if not only or "memory" in only:
+    only = args.only_list
+    if not only or any("memory".startswith(o) for o in only):
         for count in args.idle_counts:
             for name in PROXIES:
                 print(f"idle memory {name} {count}", file=sys.stderr, flush=True)

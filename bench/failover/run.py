@@ -183,6 +183,9 @@ def main(argv: list[str]) -> int:
                         f"--{attr} {text}: unknown {', '.join(bad) or 'empty list'}; "
                         f"allowed: {', '.join(allowed)}")
                 setattr(s, attr, chosen)
+        problem = scenario_mod.target_fault_problem(s)
+        if problem:
+            raise scenario_mod.ScenarioError(f"--{problem[0]}: {problem[1]}")
     except scenario_mod.ScenarioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -197,7 +200,22 @@ def main(argv: list[str]) -> int:
         return 0
 
     out_dir = Path(args.out or Path("failover-results") / s.name)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"error: -o {out_dir}: cannot create the output folder: {e.strerror}; "
+              f"choose a writable path", file=sys.stderr)
+        return 2
+    try:
+        return run_all(s, args, tools, out_dir)
+    except KeyboardInterrupt:
+        # Every run cleans up its processes, namespaces and temp folders on the way out.
+        print("interrupted: processes and namespaces of the bench are stopped; "
+              "no report written", file=sys.stderr)
+        return 130
+
+
+def run_all(s, args, tools, out_dir: Path) -> int:
     runs = []
     if not args.quiet:
         print(f"scenario {s.name}: {len(s.faults) * len(s.targets)} runs of {s.duration_s:g} s",

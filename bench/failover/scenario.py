@@ -173,6 +173,20 @@ class _Loader:
         return f"{self.path}:{header_line or 1}"
 
 
+def target_fault_problem(s: Scenario) -> tuple[str, str] | None:
+    """(key, message) when the scenario's targets or faults cannot run together, else None.
+    Checked at load and again after --targets / --faults override the file."""
+    unsupported = [f for f in s.faults if f not in KIND_FAULTS[s.backend_kind]]
+    if unsupported:
+        return ("faults", f"{', '.join(unsupported)} cannot be applied to "
+                          f"{s.backend_kind} backends; allowed: "
+                          f"{', '.join(KIND_FAULTS[s.backend_kind])}")
+    if s.load == "udp_rr" and "haproxy" in s.targets:
+        return ("targets", "HAProxy does not proxy UDP; use targets = [\"fulcrum\"] "
+                           "with a udp_rr load")
+    return None
+
+
 def load(path: str | Path) -> Scenario:
     path = Path(path)
     try:
@@ -237,14 +251,9 @@ def load(path: str | Path) -> Scenario:
         raise he.fail("timeout", f"{s.timeout_s:g}s is longer than interval "
                                  f"({s.interval_s:g}s); Fulcrum and HAProxy both need "
                                  f"timeout <= interval")
-    unsupported = [f for f in s.faults if f not in KIND_FAULTS[s.backend_kind]]
-    if unsupported:
-        raise sc.fail("faults", f"{', '.join(unsupported)} cannot be applied to "
-                                f"{s.backend_kind} backends; allowed: "
-                                f"{', '.join(KIND_FAULTS[s.backend_kind])}")
-    if s.load == "udp_rr" and "haproxy" in s.targets:
-        raise sc.fail("targets", "HAProxy does not proxy UDP; use targets = [\"fulcrum\"] "
-                                 "with a udp_rr load")
+    problem = target_fault_problem(s)
+    if problem:
+        raise sc.fail(problem[0], problem[1])
     if s.load == "udp_rr" and s.backend_kind != "demo":
         raise lo.fail("kind", "udp_rr needs demo backends (they answer datagrams with "
                               "their name)")

@@ -68,6 +68,11 @@ int main(int argc, char** argv) {
   CLI::App app{"fulcrum-loadgen: connection-rate, idle-connection and UDP load, and echo "
                "backends to aim it at"};
   app.require_subcommand(1);
+  app.option_defaults()->always_capture_default();
+  app.footer("serve and tcp-idle run until --seconds pass or their standard input closes "
+             "(the driving script closes it when it has measured): keep it open when running "
+             "them by hand, e.g. `sleep 60 | fulcrum-loadgen serve --seconds 60`.\n"
+             "Exit codes: 0 measured, 1 nothing completed, 2 error.");
   Options options;
   std::string host = "127.0.0.1";
 
@@ -75,9 +80,11 @@ int main(int argc, char** argv) {
     if (target) {
       sub->add_option("--target", options.target, "host:port to load")->required();
     }
-    sub->add_option("--seconds", options.seconds, "measured duration")
+    sub->add_option("--seconds", options.seconds,
+                    target ? "measured duration" : "how long to serve (or until stdin closes)")
         ->check(CLI::Range(0.1, 3600.0));
-    sub->add_option("--threads", options.threads, "load threads")->check(CLI::Range(1, 64));
+    sub->add_option("--threads", options.threads, target ? "load threads" : "serving threads")
+        ->check(CLI::Range(1, 64));
   };
 
   auto* rate = app.add_subcommand("tcp-rate", "new connections/s: connect, 32-byte "
@@ -135,6 +142,12 @@ int main(int argc, char** argv) {
       result = runUdpFlood(options);
     }
     printResult(mode, options.seconds, result);
+    if (result.ops == 0) {
+      // Nothing answered: a wrong --target or a dead backend, not a measurement.
+      fmt::print(stderr, "fulcrum-loadgen: {}: no operation completed against {} ({} errors, "
+                 "{} lost); check --target\n", mode, options.target, result.errors, result.lost);
+      return 1;
+    }
     return 0;
   } catch (const std::exception& e) {
     fmt::print(stderr, "fulcrum-loadgen: {}\n", e.what());

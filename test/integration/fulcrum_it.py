@@ -30,8 +30,19 @@ _tmpdirs = []
 
 
 def _cleanup():
-    for p in reversed(_procs):
-        if p.poll() is None:
+    # SIGTERM first, so servers with children (nginx's master) take their workers down with
+    # them; SIGKILL whatever is still there after a short grace.
+    alive = [p for p in reversed(_procs) if p.poll() is None]
+    for p in alive:
+        try:
+            p.terminate()
+        except Exception:
+            pass
+    deadline = time.monotonic() + 2
+    for p in alive:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
             try:
                 p.kill()
                 p.wait(timeout=5)
