@@ -67,8 +67,8 @@ class XdpManager {
 
   // Adds the listener's VIP, programmed from the pool's current snapshot before it becomes
   // visible to the program, and hooks sync() to the pool's publish so every later snapshot
-  // (health change, operator action, reload) reaches the kernel at once. Returns the VIP id. Throws XdpError (no free VIP id, map update
-  // refused).
+  // (health change, operator action, reload) reaches the kernel at once. Returns the VIP id.
+  // Throws XdpError (no free VIP id, map update refused).
   uint32_t addVip(const ListenerConfig& config, pool::Pool* pool, const Interface& interface);
 
   // A reload kept the VIP (same address, port, protocol and interface): new hash key and
