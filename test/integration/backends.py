@@ -12,6 +12,7 @@ be sent and checked (sha256) without ever holding them in memory.
 
 import atexit
 import hashlib
+import os
 import queue
 import random
 import socket
@@ -284,6 +285,21 @@ def recv_count(sock, size, progress=None, h=None):
         if progress is not None:
             progress[0] = got
     return got, h.hexdigest()
+
+
+def fd_count(pid):
+    """Open descriptors of a process, from /proc/PID/fd."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def wait_fds(pid, want, timeout=5.0):
+    """True once the process holds at most `want` descriptors, False after `timeout`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if fd_count(pid) <= want:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def recv_to_eof(sock):

@@ -6,7 +6,7 @@ import resource
 import socket
 import time
 
-from backends import Backend, recv_line, tcp_config
+from backends import Backend, fd_count, recv_line, tcp_config, wait_fds
 from fulcrum_it import Fulcrum, run_tests
 
 CLIENTS = 60
@@ -24,22 +24,9 @@ def echo_lines(conn, backend):
         return
 
 
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
 def cpu_seconds(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_fds(pid, want, timeout=3.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if fd_count(pid) <= want:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def one_episode(addr, pid):

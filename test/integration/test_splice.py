@@ -19,7 +19,8 @@ import struct
 import threading
 import time
 
-from backends import Backend, check, connect, read_until_closed, set_linger_rst, tcp_config
+from backends import (Backend, check, connect, fd_count, read_until_closed, recv_count, recv_to_eof,
+                      set_linger_rst, tcp_config, wait_fds)
 from fulcrum_it import Fulcrum, run_tests, tmpdir
 
 MB = 1 << 20
@@ -52,27 +53,6 @@ def send_blocks(sock, seed, size, progress=None, pause_after=None, pause=None):
             progress[0] += BLOCK
 
 
-def recv_all(sock, limit=1 << 62, progress=None):
-    """Receives until EOF (or `limit` bytes); returns (count, sha256 hex)."""
-    h = hashlib.sha256()
-    buf = bytearray(1 << 18)
-    view = memoryview(buf)
-    got = 0
-    while got < limit:
-        n = sock.recv_into(view, min(len(buf), limit - got))
-        if n == 0:
-            break
-        h.update(view[:n])
-        got += n
-        if progress is not None:
-            progress[0] = got
-    return got, h.hexdigest()
-
-
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
 def pipe_count(pid):
     n = 0
     for name in os.listdir(f"/proc/{pid}/fd"):
@@ -81,15 +61,6 @@ def pipe_count(pid):
         except OSError:
             pass
     return n
-
-
-def wait_fds(pid, want, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if fd_count(pid) <= want:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def start(backend, access_path=None, idle="30s"):
@@ -112,7 +83,7 @@ def exchange_handler(down):
         (n,) = struct.unpack(">Q", seed)
         t = threading.Thread(target=send_blocks, args=(conn, n + 1000, down), daemon=True)
         t.start()
-        got, d = recv_all(conn)
+        got, d = recv_to_eof(conn)
         t.join(60)
         conn.shutdown(socket.SHUT_WR)
         backend.report({"seed": n, "got": got, "digest": d})
@@ -126,7 +97,7 @@ def run_exchange(addr, seed, up, down, out):
         t = threading.Thread(target=lambda: (send_blocks(s, seed, up),
                                              s.shutdown(socket.SHUT_WR)), daemon=True)
         t.start()
-        got, d = recv_all(s)
+        got, d = recv_to_eof(s)
         t.join(60)
         out[seed] = (got, d)
     finally:
@@ -238,7 +209,7 @@ def test_half_close_mid_bulk():
     def handler(conn, backend):
         send_blocks(conn, 21, down)
         conn.shutdown(socket.SHUT_WR)
-        got, d = recv_all(conn)
+        got, d = recv_to_eof(conn)
         backend.report({"got": got, "digest": d})
 
     backend = Backend(handler)
@@ -247,7 +218,7 @@ def test_half_close_mid_bulk():
     out = {}
 
     def reader():
-        out["down"] = recv_all(s)
+        out["down"] = recv_to_eof(s)
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()
@@ -287,7 +258,7 @@ def test_resets_mid_bulk_release_everything():
     # Client resets after 8 MB of a download: the backend's send must fail.
     for _ in range(3):
         s = connect(fulcrum.addr("front"), timeout=30)
-        got, _ = recv_all(s, 8 * MB)
+        got, _ = recv_count(s, 8 * MB)
         check(got == 8 * MB, f"got {got}", fulcrum)
         set_linger_rst(s)
         s.close()
@@ -297,7 +268,7 @@ def test_resets_mid_bulk_release_everything():
 
     # Backend resets after 8 MB of an upload: the client sees a reset, not a clean end.
     def reset_reader(conn, backend):
-        recv_all(conn, 8 * MB)
+        recv_count(conn, 8 * MB)
         set_linger_rst(conn)
         backend.report("reset")
 
@@ -332,7 +303,7 @@ def test_resets_mid_bulk_release_everything():
 
 def stuck_handler(conn, backend):
     try:
-        recv_all(conn, 4 * MB)
+        recv_count(conn, 4 * MB)
         send_blocks(conn, 51, 64 * MB)
         backend.report("sent all")
     except OSError as e:
@@ -352,7 +323,7 @@ def open_stuck_flows(fulcrum, n):
 
         t = threading.Thread(target=upload, daemon=True)
         t.start()
-        got, _ = recv_all(s, 4 * MB)
+        got, _ = recv_count(s, 4 * MB)
         check(got == 4 * MB, f"stuck flow {i}: only {got} bytes before stalling", fulcrum)
         flows.append((s, t))
     return flows
